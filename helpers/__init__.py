@@ -1,0 +1,1 @@
+"""Helpers shared by the course notebooks: env, data, plots, bench (and more as the course grows)."""

@@ -1,0 +1,64 @@
+"""The timing harness, the quiet TensorFlow import and the plot helpers' argument checks."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+from helpers import bench, env, plots
+
+
+def test_measure_keeps_first_call_apart():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.2 if len(calls) == 1 else 0.02)   # the first call pays a "compile"
+
+    t = bench.measure(fn, repeats=5, warmup=2)
+    assert len(calls) == 7 and len(t.times_s) == 5
+    assert t.first_call_s >= 0.2
+    assert 0.015 <= t.median_s < 0.1 and t.min_s <= t.median_s <= t.max_s
+    assert "median" in str(t)
+
+
+def test_measure_synchronises_results():
+    class Lazy:
+        synced = 0
+
+        def numpy(self):
+            Lazy.synced += 1
+
+    bench.measure(lambda: (Lazy(), [Lazy()]), repeats=3)
+    assert Lazy.synced == 8
+
+
+@pytest.mark.parametrize("kwargs", [{"repeats": 0}, {"warmup": 0}, {"repeats": 2.5}])
+def test_measure_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        bench.measure(lambda: None, **kwargs)
+
+
+def test_quiet_stderr_fd_hides_c_level_writes_only_inside(capfd):
+    with env.quiet_stderr_fd():
+        os.write(2, b"C++ chatter\n")
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err
+    assert "C++ chatter" not in err and "after" in err
+
+
+def test_setup_reports_versions_and_device(capsys):
+    info = env.setup(seed=3)
+    out = capsys.readouterr().out
+    assert info["tensorflow"] in out and info["device"]["kind"] in ("CPU", "GPU") and "seed 3" in out
+    with pytest.raises(ValueError, match="seed"):
+        env.setup(seed=-1)
+
+
+def test_digit_grid_shapes_and_errors():
+    fig = plots.digit_grid(np.zeros((12, 784)), labels=list(range(12)), predicted=[0] * 12, ncols=5)
+    assert len(fig.axes) == 15                      # 3 rows of 5
+    with pytest.raises(ValueError, match="expected"):
+        plots.digit_grid(np.zeros((3, 10)))
+    with pytest.raises(ValueError, match="class_balance"):
+        plots.class_balance()
