@@ -318,3 +318,28 @@ def stratified_split(labels, fraction: float, seed: int = 0):
         held.append(idx[:n])
         keep.append(idx[n:])
     return rng.permutation(np.concatenate(keep)), rng.permutation(np.concatenate(held))
+
+
+# ---------------------------------------------------------------------------- synthetic data
+
+def linear_data(m: int = 100, theta=(4.0, 3.0), noise: float = 1.0, x_low: float = 0.0,
+                x_high: float = 2.0, seed: int = 0):
+    """Synthetic regression data with known truth: y = θ0 + θ1·x1 + ... + θn·xn + ε.
+
+    Returns X float32 [m, n] with features uniform in [x_low, x_high), and y float32 [m],
+    where n = len(theta) - 1 and ε ~ Normal(0, noise²). The same seed gives the same data.
+    """
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+        raise ValueError(f"linear_data: m={m!r} must be a positive int (the number of examples)")
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.ndim != 1 or len(theta) < 2 or not np.all(np.isfinite(theta)):
+        raise ValueError(f"linear_data: theta={theta.tolist()!r} must be finite numbers (θ0, θ1, ...), "
+                         "at least two: an intercept and one slope")
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"linear_data: noise={noise!r} must be a finite standard deviation >= 0")
+    if not (np.isfinite(x_low) and np.isfinite(x_high) and x_low < x_high):
+        raise ValueError(f"linear_data: need finite x_low < x_high, got x_low={x_low!r}, x_high={x_high!r}")
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(x_low, x_high, size=(int(m), len(theta) - 1))
+    y = theta[0] + X @ theta[1:] + rng.normal(0.0, noise, size=int(m))
+    return X.astype(np.float32), y.astype(np.float32)

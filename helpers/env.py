@@ -124,3 +124,13 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True) ->
         print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}, "
               f"Python {info['python']} on {where}, {info['platform']}; seed {seed}")
     return info
+
+
+def artifacts_dir():
+    """Where notebooks write models and tables: <repo>/artifacts (or $COURSE_ARTIFACTS), created if needed."""
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parent.parent / "artifacts"
+    path = Path(os.environ.get("COURSE_ARTIFACTS", default))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

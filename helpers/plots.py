@@ -86,3 +86,77 @@ def bars(values: dict, ylabel: str, title: str | None = None, fmt: str = "{:.3g}
     ax.margins(y=0.15)
     fig.tight_layout()
     return fig
+
+
+def curves(series: dict, xlabel: str = "step", ylabel: str = "loss", title: str | None = None,
+           logy: bool = False, hlines: dict | None = None, ax=None):
+    """Line plot of named sequences (loss or accuracy per step/epoch); optional dashed reference lines."""
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    for name, values in series.items():
+        ax.plot(np.arange(len(values)), np.asarray(values, dtype=float), label=name)
+    for name, y in (hlines or {}).items():
+        ax.axhline(y, ls="--", lw=1, color="gray")
+        ax.annotate(name, (0, y), fontsize=8, color="gray", va="bottom")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logy:
+        ax.set_yscale("log")
+    if len(series) > 1:
+        ax.legend(frameon=False, fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int = 10, title: str = "Confusion matrix"):
+    """Counts of (true, predicted) pairs as a heat map with the numbers written in; returns (fig, matrix)."""
+    plt = _plt()
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"confusion_matrix: y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
+    cm = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(cm, (y_true, y_pred), 1)
+    fig, ax = plt.subplots(figsize=(4.4, 4.0))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        if v:
+            ax.text(j, i, v, ha="center", va="center", fontsize=7,
+                    color="white" if v > cm.max() / 2 else "black")
+    ax.set(xticks=range(n_classes), yticks=range(n_classes), xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig, cm
+
+
+def weight_images(W, title: str = "Weights per class (red +, blue −)"):
+    """Show the columns of a [784, 10] weight matrix as ten 28x28 images on a shared ± scale."""
+    plt = _plt()
+    W = np.asarray(W)
+    if W.ndim != 2 or W.shape[0] != 784:
+        raise ValueError(f"weight_images: W has shape {W.shape}; expected [784, classes]")
+    lim = np.abs(W).max() or 1.0
+    fig, axes = plt.subplots(1, W.shape[1], figsize=(0.75 * W.shape[1], 1.1))
+    for c, ax in enumerate(np.atleast_1d(axes)):
+        ax.imshow(W[:, c].reshape(28, 28), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(str(c), fontsize=8, pad=2)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def contour_paths(theta0_grid, theta1_grid, J, paths: dict, optimum=None,
+                  title: str = "Loss surface and descent paths"):
+    """Contours of a loss J over a (θ0, θ1) grid, with parameter paths drawn on top."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    levels = np.quantile(J, np.linspace(0.005, 0.9, 14))
+    ax.contour(theta0_grid, theta1_grid, J, levels=np.unique(levels), cmap="viridis", linewidths=0.8)
+    for name, path in paths.items():
+        path = np.asarray(path)
+        ax.plot(path[:, 0], path[:, 1], ".-", ms=2, lw=1, label=name)
+    if optimum is not None:
+        ax.plot(*optimum, "k*", ms=10, label="least squares")
+    ax.set(xlabel=r"$\theta_0$", ylabel=r"$\theta_1$", title=title)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
