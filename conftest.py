@@ -9,6 +9,5 @@
 import os
 
 os.environ["MNIST_SOURCE"] = "offline"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ.get("COURSE_TEST_GPU") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"

@@ -63,3 +63,26 @@ def measure(fn, *args, repeats: int = 5, warmup: int = 1, **kwargs) -> Timing:
         sync(fn(*args, **kwargs))
         times.append(time.perf_counter() - t0)
     return Timing(first, tuple(times))
+
+
+def epoch_timer():
+    """A Keras callback that records each epoch's wall time in `.times_s` (the first includes tracing)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times_s = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times_s.append(time.perf_counter() - self._t0)
+
+        @property
+        def median_s(self):
+            later = self.times_s[1:] or self.times_s   # the first epoch pays for tracing
+            return statistics.median(later)
+
+    return EpochTimer()

@@ -16,7 +16,7 @@ import sys
 import warnings
 
 # Must be set before TensorFlow is imported anywhere in the process.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ INFO and WARNING lines
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide C++ log lines (Python exceptions still surface)
 
 IN_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 IN_KAGGLE = "KAGGLE_KERNEL_RUN_TYPE" in os.environ
@@ -109,6 +109,9 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True) ->
         raise ValueError(f"setup(seed={seed!r}): the seed must be a non-negative int, e.g. setup(seed=42)")
     tf = import_tensorflow()
     seed_everything(seed, deterministic)
+    # Keras 3.15 warns that fit(shuffle=True) is ignored for a tf.data.Dataset even when nobody
+    # passed shuffle; our pipelines shuffle themselves (helpers.data.make_dataset), so hide that one.
+    warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
     try:
         import matplotlib as mpl
 
