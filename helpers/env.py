@@ -99,15 +99,71 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True) -> dict:
+# What Colab and Kaggle may lack, as (distribution, minimum major version, pip requirement).
+PLATFORM_NEEDS = (("tensorflow", 2, "tensorflow>=2.16"), ("keras", 3, "keras>=3.3"), ("pandas", 1, "pandas"),
+                  ("matplotlib", 3, "matplotlib"))
+NO_GPU_HINT = {
+    "Colab": "No GPU is attached: Runtime → Change runtime type → Hardware accelerator: T4 GPU → Save, "
+             "then Runtime → Run all. (The course runs on the CPU too, more slowly.)",
+    "Kaggle": "No GPU is attached: in the right-hand panel, Settings → Accelerator → GPU T4 x2 (needs a "
+              "phone-verified account), then Run All. (The course runs on the CPU too, more slowly.)",
+}
+
+
+def missing_packages(needs=PLATFORM_NEEDS) -> list:
+    """The pip requirements among `needs` that are not installed at the needed major version."""
+    import importlib.metadata as md
+
+    missing = []
+    for dist, major, requirement in needs:
+        try:
+            if int(md.version(dist).split(".")[0]) < major:
+                missing.append(requirement)
+        except md.PackageNotFoundError:
+            missing.append(requirement)
+    return missing
+
+
+def install_missing() -> list:
+    """On Colab or Kaggle: pip-install only what the platform lacks (usually nothing), before TensorFlow loads."""
+    import subprocess
+
+    missing = missing_packages()
+    if missing:
+        print("installing what this platform lacks:", ", ".join(missing))
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+    return missing
+
+
+def split_cpu(tf, n: int) -> None:
+    """Present the CPU as `n` logical devices (for tf.distribute on a machine without GPUs; notebook 06).
+
+    Must run before TensorFlow starts its runtime, i.e. before the first tensor is made.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"cpu_devices={n!r} must be a positive int, e.g. setup(cpu_devices=2)")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError as err:
+        raise RuntimeError("setup(cpu_devices=...) must be the first TensorFlow call of the session: "
+                           "restart the kernel and run the setup cell first") from err
+
+
+def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cpu_devices: int | None = None) -> dict:
     """One call at the top of every notebook.
 
     Quietly imports TensorFlow, seeds every generator, sets compact figure defaults and
     prints one line with the versions and the device. Returns the same facts as a dict.
+    cpu_devices: split the CPU into this many logical devices (tf.distribute demos without GPUs).
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"setup(seed={seed!r}): the seed must be a non-negative int, e.g. setup(seed=42)")
+    if IN_COLAB or IN_KAGGLE:
+        install_missing()
     tf = import_tensorflow()
+    if cpu_devices is not None:
+        split_cpu(tf, cpu_devices)
     seed_everything(seed, deterministic)
     # Keras 3.15 warns that fit(shuffle=True) is ignored for a tf.data.Dataset even when nobody
     # passed shuffle; our pipelines shuffle themselves (helpers.data.make_dataset), so hide that one.
@@ -120,6 +176,8 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True) ->
         pass
     info = {**versions(), "device": device_report(tf), "seed": seed,
             "platform": "Colab" if IN_COLAB else "Kaggle" if IN_KAGGLE else "local"}
+    if (IN_COLAB or IN_KAGGLE) and info["device"]["kind"] != "GPU":
+        print(NO_GPU_HINT["Colab" if IN_COLAB else "Kaggle"])
     if report:
         d = info["device"]
         where = f"GPU {d['name']} (compute capability {d['compute_capability']})" if d["kind"] == "GPU" \
@@ -129,11 +187,28 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True) ->
     return info
 
 
+def repo_root():
+    """The course's folder (the one holding helpers/, data/ and notebooks/)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent
+
+
+def cpu_flags(wanted) -> tuple:
+    """Which of the `wanted` CPU instruction-set flags this CPU reports (Linux /proc/cpuinfo; () elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            present = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return ()
+    return tuple(flag for flag in wanted if flag in present)
+
+
 def artifacts_dir():
     """Where notebooks write models and tables: <repo>/artifacts (or $COURSE_ARTIFACTS), created if needed."""
     from pathlib import Path
 
-    default = Path(__file__).resolve().parent.parent / "artifacts"
+    default = repo_root() / "artifacts"
     path = Path(os.environ.get("COURSE_ARTIFACTS", default))
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -160,3 +160,78 @@ def contour_paths(theta0_grid, theta1_grid, J, paths: dict, optimum=None,
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def speedups(table, baseline: str = "float32", title: str = "Speed-up over float32 (higher is faster)"):
+    """Grouped bars: for each stage, baseline median / mode median (a benchmark DataFrame of helpers.bench)."""
+    import numpy as np
+
+    plt = _plt()
+    ok = table[table["status"] == "ok"]
+    med = ok.pivot_table(index="stage", columns="mode", values="median_s", sort=False)
+    if baseline not in med:
+        raise ValueError(f"speedups: no {baseline!r} rows to compare with; run the benchmark with that mode")
+    ratio = med.rdiv(med[baseline], axis=0)
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    width = 0.8 / len(ratio.columns)
+    for i, mode in enumerate(ratio.columns):
+        ax.bar(np.arange(len(ratio)) + i * width, ratio[mode], width, label=mode)
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xticks(np.arange(len(ratio)) + width * (len(ratio.columns) - 1) / 2, ratio.index)
+    ax.set(ylabel="× float32 speed", title=title)
+    ax.legend(fontsize=8, ncol=len(ratio.columns))
+    fig.tight_layout()
+    return fig
+
+
+def compile_vs_steady(table, title: str = "First call (trace + compile) vs one steady call"):
+    """Log-scale bars of first_call_s and median_s per stage and mode."""
+    import numpy as np
+
+    plt = _plt()
+    ok = table[table["status"] == "ok"]
+    labels = [f"{s}\n{m}" for s, m in zip(ok["stage"], ok["mode"])]
+    x = np.arange(len(ok))
+    fig, ax = plt.subplots(figsize=(max(8, 0.42 * len(ok)), 3.4))
+    ax.bar(x - 0.2, ok["first_call_s"], 0.4, label="first call")
+    ax.bar(x + 0.2, ok["median_s"], 0.4, label="median of the timed calls")
+    ax.set_yscale("log")
+    ax.set_xticks(x, labels, fontsize=6, rotation=90)
+    ax.set(ylabel="seconds", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def card_bars(table, column: str, title: str, xlabel: str, top: int | None = None):
+    """Horizontal bars of one column of the GeForce table, best first, coloured by series."""
+    plt = _plt()
+    rows = table.dropna(subset=[column]).sort_values(column, ascending=True)
+    if top:
+        rows = rows.tail(top)
+    colours = {"GTX 10": "tab:gray", "GTX 16": "tab:brown", "RTX 20": "tab:orange", "RTX 30": "tab:green",
+               "RTX 40": "tab:blue"}
+    fig, ax = plt.subplots(figsize=(6.4, 0.19 * len(rows) + 1.0))
+    ax.barh(rows["name"], rows[column], color=[colours.get(s, "tab:purple") for s in rows["series"]])
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set(xlabel=xlabel, title=title)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for s, c in colours.items() if s in set(rows["series"])]
+    ax.legend(handles, [s for s in colours if s in set(rows["series"])], fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def vram_vs_price(table, title: str = "Memory against launch price"):
+    """Scatter of VRAM (GB) against launch price, one colour per series, each card labelled."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    rows = table.dropna(subset=["launch_price_usd"])
+    for series, group in rows.groupby("series", sort=True):
+        ax.scatter(group["launch_price_usd"], group["vram_gb"], label=series, s=18)
+        for _, r in group.iterrows():
+            ax.annotate(r["name"].replace("RTX ", "").replace("GTX ", ""), (r["launch_price_usd"], r["vram_gb"]),
+                        fontsize=5, xytext=(2, 2), textcoords="offset points")
+    ax.set(xlabel="launch price (USD)", ylabel="VRAM (GB)", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
