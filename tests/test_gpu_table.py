@@ -1,0 +1,136 @@
+"""data/geforce_specs.csv and helpers.gpu's detect, match_card, recommend and command line (notebook 07)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import env, gpu
+
+SPECS = gpu.load_specs()
+BY_NAME = {c["name"]: c for c in SPECS}
+CC = {"Pascal": "6.1", "Turing": "7.5", "Ampere": "8.6", "Ada Lovelace": "8.9"}
+
+
+def test_table_covers_every_series_with_a_source_on_every_row():
+    assert len(SPECS) >= 30 and len(BY_NAME) == len(SPECS)
+    assert {c["series"] for c in SPECS} == {"GTX 10", "GTX 16", "RTX 20", "RTX 30", "RTX 40"}
+    assert all(c["source"] and c["checked"] in ("primary", "secondary", "unchecked") for c in SPECS)
+    assert all(c["vram_gb"] and c["bandwidth_gbs"] and c["fp32_tflops"] and c["tdp_w"] for c in SPECS)
+
+
+@pytest.mark.parametrize("card", SPECS, ids=lambda c: c["name"])
+def test_row_is_internally_consistent(card):
+    arch = card["architecture"]
+    assert card["compute_capability"] == CC[arch]
+    assert gpu.architecture(card["compute_capability"], card["name"])["architecture"] == arch
+    # bandwidth = bus width x data rate / 8; FP32 = 2 FLOPs (one FMA) x cores x boost clock
+    assert card["bandwidth_gbs"] == pytest.approx(card["memory_bus_bits"] * card["memory_gbps"] / 8, rel=0.005)
+    assert card["fp32_tflops"] == pytest.approx(2 * card["cuda_cores"] * card["boost_clock_mhz"] / 1e6, abs=0.06)
+    tensor = card["fp16_tensor_tflops"]
+    if card["series"] in ("GTX 10", "GTX 16"):
+        assert tensor is None                                   # no Tensor Cores
+    elif card["series"] == "RTX 20":
+        assert tensor == pytest.approx(4 * card["fp32_tflops"], rel=0.01)
+    else:
+        assert tensor == pytest.approx(2 * card["fp32_tflops"], rel=0.01)
+    assert (card["bf16_tensor_tflops"] is not None) == (arch in ("Ampere", "Ada Lovelace"))   # bf16 from Ampere on
+    assert (card["tf32_tensor_tflops"] is not None) == (arch in ("Ampere", "Ada Lovelace"))
+    assert (card["fp8_tensor_tflops"] is not None) == (arch == "Ada Lovelace")                 # FP8 from Ada on
+    assert card["launch_date"][:4] in {"2016", "2017", "2018", "2019", "2020", "2021", "2022", "2023", "2024"}
+
+
+def test_figures_checked_against_whitepapers():
+    # Turing whitepaper: 2080 Ti 13.4 FP32, 53.8 FP16 Tensor (FP32 acc.), 616 GB/s; GA102: 3090 35.6 / 71 / 936;
+    # Ada: 4090 82.6 / 165.2 / 1008
+    for name, fp32, tensor, bw in (("RTX 2080 Ti", 13.4, 53.8, 616), ("RTX 3090", 35.6, 71.2, 936),
+                                   ("RTX 4090", 82.6, 165.2, 1008)):
+        c = BY_NAME[name]
+        assert (c["fp32_tflops"], c["fp16_tensor_tflops"], c["bandwidth_gbs"]) == (fp32, tensor, bw)
+        assert c["checked"] == "primary"
+
+
+@pytest.mark.parametrize("name, vram, expected", [
+    ("NVIDIA GeForce RTX 3060", None, "RTX 3060 12GB"),
+    ("NVIDIA GeForce RTX 4090", None, "RTX 4090"),
+    ("NVIDIA GeForce RTX 3080", 10.0, "RTX 3080 10GB"),
+    ("NVIDIA GeForce RTX 4060 Ti", 16.0, "RTX 4060 Ti 16GB"),
+    ("NVIDIA GeForce RTX 4060 Ti", None, None),                 # 8 or 16 GB: cannot tell
+    ("NVIDIA GeForce GTX 1660 SUPER", None, "GTX 1660 SUPER"),
+    ("NVIDIA H100 80GB HBM3", None, None),
+    ("", None, None),
+])
+def test_match_card(name, vram, expected):
+    row = gpu.match_card(name, vram)
+    assert (row["name"] if row else None) == expected
+
+
+def test_detect_reads_nvidia_smi(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda cmd: "/usr/bin/nvidia-smi")
+
+    class Done:
+        returncode, stdout = 0, "NVIDIA GeForce RTX 3080, 8.6, 12288, 550.54.15\n"
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: Done())
+    found = gpu.detect()
+    assert found == {"name": "NVIDIA GeForce RTX 3080", "compute_capability": "8.6", "vram_gb": 12.9,
+                     "driver": "550.54.15", "via": "nvidia-smi", "card": "RTX 3080 12GB"}
+
+
+def test_detect_on_this_cpu_machine_is_none(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda cmd: None)
+    assert gpu.detect() is None        # conftest hides any GPU from the tests
+
+
+def test_7b_qlora_fits_a_12gb_card_and_full_training_fits_none():
+    rec = gpu.recommend(7e9, "qlora", "int4", "adam")
+    assert "RTX 3060 12GB" in rec.fits and rec.estimate.total_gb < 12 * gpu.GIB / gpu.GB * 0.9
+    per_dollar = [c["per_dollar"] for c in rec.cards if c["per_dollar"] is not None]
+    assert per_dollar == sorted(per_dollar, reverse=True)
+    full = gpu.recommend(7e9, "train", "mixed", "adam")
+    assert full.fits == [] and any("qlora" in n for n in full.notes) and any("lora" in n for n in full.notes)
+
+
+def test_recommend_respects_budget_and_headroom():
+    rec = gpu.recommend(1e9, "inference", "fp16", "none", budget_usd=400)
+    assert rec.fits and all(BY_NAME[n]["launch_price_usd"] <= 400 for n in rec.fits)
+    assert rec.rank_by == "bandwidth_gbs"
+    tight = gpu.recommend(1e9, "inference", "fp16", "none", headroom=0.0)
+    assert set(rec.fits) <= set(tight.fits)
+    with pytest.raises(ValueError, match="headroom"):
+        gpu.recommend(1e9, headroom=1.5)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "helpers.gpu", *args], capture_output=True, text=True,
+                          cwd=env.repo_root(), timeout=120)
+
+
+def test_cli_estimate_json():
+    done = _cli("estimate", "--params", "7e9", "--mode", "qlora", "--precision", "int4", "--optimizer", "adam",
+                "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) == {"weights_gb", "gradients_gb", "optimizer_gb", "activations_gb", "overhead_gb",
+                           "total_gb", "fits", "notes"}
+    assert result["total_gb"] == pytest.approx(sum(result[k] for k in ("weights_gb", "gradients_gb", "optimizer_gb",
+                                                                         "activations_gb", "overhead_gb")), abs=1e-3)
+    assert "RTX 3060 12GB" in result["fits"]
+
+
+def test_cli_table_and_detect():
+    table = _cli("table")
+    assert table.returncode == 0 and "RTX 4090" in table.stdout and "GTX 1050" in table.stdout
+    detect = _cli("detect")
+    assert detect.returncode == 0 and detect.stdout.strip()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["estimate", "--params", "-5"], "params=-5.0: give the number of parameters as a positive number"),
+    (["estimate", "--params", "7e9", "--mode", "foo"], "invalid choice: 'foo'"),
+    (["estimate", "--params", "7e9", "--mode", "train", "--precision", "int4"], "integer weights cannot be trained"),
+    (["estimate", "--params", "7e9", "--headroom", "2"], "headroom=2.0"),
+])
+def test_cli_bad_arguments(args, message):
+    done = _cli(*args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
