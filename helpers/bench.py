@@ -179,21 +179,14 @@ def _all_layers(model):
 
 
 def _peak_tflops(info: dict, policy: str):
-    """The card's peak from the spec table of notebook 07 (FP16 Tensor Cores for mixed_float16, else FP32)."""
+    """The card's peak from the GeForce table of notebook 07 for this policy, or None off that table."""
     if info.get("device") != "GPU":
         return None
-    try:
-        from .gpu import match_card
-    except ImportError:
-        return None
+    from .gpu import match_card, task_tflops
+
     card = match_card(info.get("device_name", ""))
-    if card is None:
-        return None
-    if policy == "mixed_float16" and card.get("fp16_tensor_tflops"):
-        return float(card["fp16_tensor_tflops"])
-    if policy == "mixed_bfloat16" and card.get("bf16") == "yes" and card.get("fp16_tensor_tflops"):
-        return float(card["fp16_tensor_tflops"])
-    return float(card["fp32_tflops"]) if card.get("fp32_tflops") else None
+    precision = {"mixed_float16": "fp16", "mixed_bfloat16": "bf16"}.get(policy, "fp32")
+    return task_tflops(card, precision, "train") if card else None
 
 
 class _Stage:
@@ -349,14 +342,13 @@ def run(stages=None, modes=None, *, repeats: int = 5, batch_size: int = 256, ste
     A cell that fails (out of memory, an op the device lacks) becomes a row with status "skipped"
     and the reason in `note`; the run goes on.
     """
+    import os
     import platform
 
-    import os
-
-    from . import env
+    from .env import import_tensorflow
 
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-        env.import_tensorflow()  # quietly, before Keras imports it with its start-up chatter
+        import_tensorflow()  # quietly, before Keras imports it with its start-up chatter
 
     stages = _choose("stage", stages, STAGES)
     modes = _choose("mode", modes, MODES)
@@ -374,10 +366,6 @@ def run(stages=None, modes=None, *, repeats: int = 5, batch_size: int = 256, ste
     if backend != active:
         raise BenchArgumentError(f"Keras is already running on {active!r}; set KERAS_BACKEND={backend} before "
                                  f"Keras is imported (or use python -m helpers.bench --backend {backend})")
-    if backend == "tensorflow":
-        from .env import import_tensorflow
-
-        import_tensorflow()
     info = device_info(backend)
     policy_mixed = mixed_policy(info)
     common = {"backend": backend, **info, "batch_size": batch_size, "repeats": repeats,

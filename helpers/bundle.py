@@ -21,8 +21,9 @@ import zipfile
 from pathlib import Path
 
 from . import course
+from .env import repo_root
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = repo_root()
 NOTEBOOKS = ROOT / "notebooks"
 BOOT_START, BOOT_END = "# >>> course bootstrap", "# <<< course bootstrap"
 HEADER_MARK = "<!-- course header: written by python -m helpers.bundle --sync -->"

@@ -211,9 +211,9 @@ DEFAULT_HEADROOM = 0.10     # keep 10 % of the card free (fragmentation, the dis
 
 
 def specs_path():
-    from pathlib import Path
+    from .env import repo_root
 
-    return Path(__file__).resolve().parent.parent / "data" / SPECS_FILE
+    return repo_root() / "data" / SPECS_FILE
 
 
 def load_specs(path=None) -> list:
@@ -313,7 +313,7 @@ def task_tflops(card: dict, precision: str, mode: str):
 
     For inference of large models (memory-bound) rank by bandwidth instead: see `recommend`.
     """
-    if precision == "bf16" or (precision == "mixed" and card["bf16_tensor_tflops"] and card["series"] != "RTX 20"):
+    if precision == "bf16":
         return card["bf16_tensor_tflops"] or card["fp32_tflops"]
     if precision in ("mixed", "fp16", "int8", "int4") or mode in ("lora", "qlora"):
         return card["fp16_tensor_tflops"] or card["fp32_tflops"]

@@ -103,7 +103,7 @@ def test_mixed_policy_follows_the_hardware(info, policy):
     assert bench.mixed_policy(info) == policy
 
 
-def _cli(*args, tmp_path):
+def _cli(*args):
     run_env = {**os.environ, "MNIST_SOURCE": "offline", "CUDA_VISIBLE_DEVICES": "-1"}
     return subprocess.run([sys.executable, "-m", "helpers.bench", *args], capture_output=True, text=True,
                           env=run_env, cwd=env.repo_root(), timeout=300)
@@ -111,7 +111,7 @@ def _cli(*args, tmp_path):
 
 def test_cli_writes_the_csv_quietly(tmp_path):
     out = tmp_path / "bench.csv"
-    done = _cli("--stages", "softmax", "--modes", "float32", "mixed", "--quick", "--out", str(out), tmp_path=tmp_path)
+    done = _cli("--stages", "softmax", "--modes", "float32", "mixed", "--quick", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert "softmax" in done.stdout and f"wrote {out}" in done.stdout
     assert done.stderr == ""                       # no TensorFlow start-up chatter, no warnings
@@ -125,6 +125,14 @@ def test_cli_writes_the_csv_quietly(tmp_path):
     (["--modes", "fp16"], "unknown mode 'fp16'; valid modes: float32"),
     (["--backend", "mxnet"], "unknown backend 'mxnet'; valid backends: tensorflow, jax, torch"),
 ])
-def test_cli_exits_2_on_unknown_names(args, message, tmp_path):
-    done = _cli(*args, tmp_path=tmp_path)
+def test_cli_exits_2_on_unknown_names(args, message):
+    done = _cli(*args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_percent_of_peak_uses_the_07_table():
+    rtx4090 = {"device": "GPU", "device_name": "NVIDIA GeForce RTX 4090"}
+    assert bench._peak_tflops(rtx4090, "mixed_float16") == 165.2      # FP16 Tensor Cores, FP32 accumulate
+    assert bench._peak_tflops(rtx4090, "float32") == 82.6
+    assert bench._peak_tflops({"device": "GPU", "device_name": "NVIDIA H100 80GB HBM3"}, "float32") is None
+    assert bench._peak_tflops({"device": "CPU"}, "float32") is None
