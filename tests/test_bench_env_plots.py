@@ -62,3 +62,25 @@ def test_digit_grid_shapes_and_errors():
         plots.digit_grid(np.zeros((3, 10)))
     with pytest.raises(ValueError, match="class_balance"):
         plots.class_balance()
+
+
+def test_version_checks_say_what_to_do():
+    import re
+    import sys
+    from pathlib import Path
+
+    from helpers import env
+
+    assert env.check_versions({"python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1"}) == []
+    notes = env.check_versions({"python": "3.13.1", "tensorflow": "2.21.0", "keras": "3.16.0"})
+    assert len(notes) == 2 and "Python 3.13.1 is newer" in notes[0] and "Keras 3.16.0 is newer" in notes[1]
+    with pytest.raises(RuntimeError, match=re.escape(sys.executable)) as err:
+        env.check_versions({"python": "3.11.0", "tensorflow": "2.15.1", "keras": "2.15.0"})
+    assert "TensorFlow 2.15.1 is older than the 2.16" in str(err.value) and "Keras 2.15.0 is older" in str(err.value)
+    assert "pip install -r requirements.txt" in str(err.value)
+    # the minimums are requirements.txt's lower bounds
+    text = (Path(env.repo_root()) / "requirements.txt").read_text()
+    for name in ("tensorflow", "keras"):
+        low = re.search(rf"^{name}>=([\d.]+)", text, re.M).group(1)
+        assert env.MINIMUM[name] == tuple(int(n) for n in low.split("."))
+    assert re.search(r'requires-python = ">=3\.10"', (Path(env.repo_root()) / "pyproject.toml").read_text())

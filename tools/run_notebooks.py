@@ -1,0 +1,90 @@
+"""Execute notebooks top to bottom and store them in the form Jupyter's server writes.
+
+    python tools/run_notebooks.py                      # every notebook in notebooks/
+    python tools/run_notebooks.py notebooks/03_*.ipynb # some of them
+    python tools/run_notebooks.py --normalise-only     # rewrite the form, run nothing
+    python tools/run_notebooks.py --out DIR            # store executed copies in DIR, leave notebooks/ alone
+
+Runs each notebook in a fresh kernel of this Python, in notebooks/, with the test settings
+(helpers.env.test_environment: offline MNIST, CPU), so that `pytest` compares like with like.
+Then it writes the notebook the way JupyterLab would save it: ipykernel's kernelspec, no
+execution timestamps, nbformat's JSON layout. Opening and saving it in JupyterLab changes nothing.
+A cell that raises, or prints to stderr, stops the run with the notebook's name and the cell.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from helpers.env import test_environment  # noqa: E402
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def normalise(nb):
+    """What Jupyter's server writes: ipykernel's kernelspec, and no per-cell execution timestamps."""
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    return nb
+
+
+def stderr_cells(nb) -> list:
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    return [i for i, c in enumerate(code)
+            if any(o.get("output_type") == "error" or o.get("name") == "stderr" for o in c.get("outputs", []))]
+
+
+def execute(path: Path, out: Path | None = None, timeout: int = 900) -> float:
+    nb = nbformat.read(path, as_version=4)
+    t0 = time.perf_counter()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    bad = stderr_cells(nb)
+    if bad:
+        raise RuntimeError(f"{path.name}: code cell(s) {bad} (counted from 0, as nbval does) wrote to stderr "
+                           "or raised; fix the cause before storing the notebook")
+    nbformat.write(normalise(nb), (out / path.name) if out else path)
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python tools/run_notebooks.py", description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/*.ipynb")
+    parser.add_argument("--normalise-only", action="store_true", help="rewrite the stored form, execute nothing")
+    parser.add_argument("--out", type=Path, help="write the executed notebooks to this folder instead")
+    args = parser.parse_args(argv)
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        parser.exit(2, f"run_notebooks: no such notebook: {', '.join(missing)}\n")
+    os.environ.update(test_environment())
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        if args.normalise_only:
+            nbformat.write(normalise(nbformat.read(path, as_version=4)), path)
+            print(f"{path.name}: normalised")
+            continue
+        try:
+            seconds = execute(path, args.out)
+        except (CellExecutionError, RuntimeError) as err:
+            print(f"{path.name}: FAILED\n{err}", file=sys.stderr)
+            return 1
+        print(f"{path.name}: executed in {seconds:.0f} s and stored", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
