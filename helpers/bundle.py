@@ -35,7 +35,7 @@ PAYLOAD_TAG = "course-helpers"
 YOUR_TURN = "*Your turn: work it out, run it, then compare with the teacher's edition.*"
 DETAILS = re.compile(r"<details>.*?</details>", re.DOTALL)
 GPU_NOTEBOOKS = ("04", "05", "06", "07")          # Colab offers these a GPU runtime (notebook metadata)
-BUNDLE_HINT = "upload a bundled copy, which carries them (python -m helpers.bundle; README, hand-outs)"
+BUNDLE_HINT = "upload a bundled copy, which carries them (python -m helpers.bundle; README)"
 
 IMPORT_GUARD = f'''try:
     import helpers.env as env
@@ -43,7 +43,8 @@ except ModuleNotFoundError as missing:
     raise SystemExit(f"{{missing}}: this kernel runs {{sys.executable}}, which cannot import the course's helpers. "
                      "Locally: pick the course's kernel (Kernel → Change Kernel…) or run "
                      "`pip install -r requirements.txt` in this environment (README, Troubleshooting). "
-                     "On Colab or Kaggle: {BUNDLE_HINT}.") from None'''
+                     "On Colab or Kaggle: "
+                     "{BUNDLE_HINT}.") from None'''
 
 
 def notebooks(folder: Path = NOTEBOOKS) -> list[Path]:

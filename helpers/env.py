@@ -212,7 +212,8 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
     try:
         import matplotlib as mpl
 
-        mpl.rcParams.update({"figure.dpi": 72, "savefig.dpi": 72, "figure.figsize": (6.4, 3.6)})
+        mpl.rcParams.update({"figure.dpi": 96, "savefig.dpi": 96, "figure.figsize": (6.4, 3.6), "font.size": 10,
+                             "legend.fontsize": 9, "axes.titlesize": 11})   # the course's figure style
     except ImportError:  # plotting is optional for scripts
         pass
     info = {**versions(), "device": device_report(tf), "seed": seed,

@@ -57,7 +57,7 @@ def class_balance(**label_sets):
         counts = np.bincount(np.asarray(y), minlength=10)
         ax.bar(np.arange(10) + (k - (len(label_sets) - 1) / 2) * width, counts, width, label=name)
     ax.set(xticks=range(10), xlabel="digit", ylabel="images", title="Images per class")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))     # beside the bars, covering none
     fig.tight_layout()
     return fig
 
@@ -196,7 +196,7 @@ def compile_vs_steady(table, title: str = "First call (trace + compile) vs one s
     ax.bar(x - 0.2, ok["first_call_s"], 0.4, label="first call")
     ax.bar(x + 0.2, ok["median_s"], 0.4, label="median of the timed calls")
     ax.set_yscale("log")
-    ax.set_xticks(x, labels, fontsize=6, rotation=90)
+    ax.set_xticks(x, labels, fontsize=8, rotation=90)
     ax.set(ylabel="seconds", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -221,17 +221,19 @@ def card_bars(table, column: str, title: str, xlabel: str, top: int | None = Non
     return fig
 
 
-def vram_vs_price(table, title: str = "Memory against launch price"):
-    """Scatter of VRAM (GB) against launch price, one colour per series, each card labelled."""
+def vram_vs_price(table, title: str = "Memory against launch price (the cheapest card of each size named)"):
+    """Scatter of VRAM (GB) against launch price, one colour per series; only the cheapest card of each
+    memory size is labelled, so that the labels do not pile up where many cards cost $200-800."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     rows = table.dropna(subset=["launch_price_usd"])
     for series, group in rows.groupby("series", sort=True):
         ax.scatter(group["launch_price_usd"], group["vram_gb"], label=series, s=18)
-        for _, r in group.iterrows():
-            ax.annotate(r["name"].replace("RTX ", "").replace("GTX ", ""), (r["launch_price_usd"], r["vram_gb"]),
-                        fontsize=5, xytext=(2, 2), textcoords="offset points")
+    cheapest = rows.sort_values("launch_price_usd").groupby("vram_gb", sort=True).head(1)
+    for _, r in cheapest.iterrows():
+        ax.annotate(r["name"], (r["launch_price_usd"], r["vram_gb"]), fontsize=8, xytext=(5, -3),
+                    textcoords="offset points")
     ax.set(xlabel="launch price (USD)", ylabel="VRAM (GB)", title=title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
