@@ -230,9 +230,12 @@ def vram_vs_price(table, title: str = "Memory against launch price (the cheapest
     for series, group in rows.groupby("series", sort=True):
         ax.scatter(group["launch_price_usd"], group["vram_gb"], label=series, s=18)
     cheapest = rows.sort_values("launch_price_usd").groupby("vram_gb", sort=True).head(1)
-    for _, r in cheapest.iterrows():
-        ax.annotate(r["name"], (r["launch_price_usd"], r["vram_gb"]), fontsize=8, xytext=(5, -3),
-                    textcoords="offset points")
+    for _, r in cheapest.iterrows():          # to the left of the cheapest card: the dearer ones lie to the right
+        ax.annotate(r["name"], (r["launch_price_usd"], r["vram_gb"]), fontsize=8, xytext=(-6, -3),
+                    textcoords="offset points", ha="right")
+    top = rows["launch_price_usd"].max()
+    ax.set_xlim(-450, top + 100)
+    ax.set_xticks(range(0, int(top) + 1, 250))
     ax.set(xlabel="launch price (USD)", ylabel="VRAM (GB)", title=title)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

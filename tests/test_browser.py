@@ -140,10 +140,14 @@ def test_notebook_opens_clean_and_runs_all(lab, name):
         ".map(i => i.complete && i.naturalWidth > 0);")
     assert images and all(images), f"{name}: {images.count(False)} of {len(images)} figures did not render"
     driver.save_screenshot(str(SHOTS / f"{name[:2]}_after_run_all_top.png"))
-    shown = driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output table, .jp-OutputArea-output img")
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", shown[0])
+    shown = driver.execute_script(                 # in this notebook's tab, not in a tab opened before it
+        "const all = window.jupyterapp.shell.currentWidget.node.querySelectorAll("
+        "'.jp-OutputArea-output table, .jp-OutputArea-output img');"
+        "for (const e of all) { e.scrollIntoView({block: 'center'}); if (e.getBoundingClientRect().width > 0)"
+        " return e; } return null;")
+    assert shown is not None, f"{name}: no table or figure is visible"
     time.sleep(0.5)
-    shown[0].screenshot(str(SHOTS / f"{name[:2]}_first_table_or_figure.png"))
+    shown.screenshot(str(SHOTS / f"{name[:2]}_first_table_or_figure.png"))
     # leave the file as committed: forget this run's outputs, shut the kernel down, close the tab unsaved
     driver.execute_script("const w = window.jupyterapp.shell.currentWidget;"
                           "w.context.model.dirty = false; w.sessionContext.shutdown().then(() => w.dispose());")
