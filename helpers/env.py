@@ -193,7 +193,7 @@ def split_cpu(tf, n: int) -> None:
 def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cpu_devices: int | None = None) -> dict:
     """One call at the top of every notebook.
 
-    Quietly imports TensorFlow, seeds every generator, sets compact figure defaults and
+    Quietly imports TensorFlow, seeds every generator, sets the course figure style (helpers.plots) and
     prints one line with the versions and the device. Returns the same facts as a dict.
     cpu_devices: split the CPU into this many logical devices (tf.distribute demos without GPUs).
     """
@@ -210,10 +210,9 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
     # passed shuffle; our pipelines shuffle themselves (helpers.data.make_dataset), so hide that one.
     warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
     try:
-        import matplotlib as mpl
+        from .plots import use_course_style
 
-        mpl.rcParams.update({"figure.dpi": 96, "savefig.dpi": 96, "figure.figsize": (6.4, 3.6), "font.size": 10,
-                             "legend.fontsize": 9, "axes.titlesize": 11})   # the course's figure style
+        use_course_style()
     except ImportError:  # plotting is optional for scripts
         pass
     info = {**versions(), "device": device_report(tf), "seed": seed,

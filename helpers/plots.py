@@ -1,7 +1,20 @@
-"""Figures the notebooks share: digit grids, class balance, learning curves, confusion matrices."""
+"""Figures the notebooks share: digit grids, class balance, learning curves, confusion matrices.
+
+`use_course_style()` (called by `helpers.env.setup`) gives every notebook the same figure style: readable
+fonts at the size the notebooks are stored with, and images that stay small.
+"""
 from __future__ import annotations
 
 import numpy as np
+
+COURSE_STYLE = {"figure.dpi": 96, "savefig.dpi": 96, "figure.figsize": (6.4, 3.6), "font.size": 10,
+                "legend.fontsize": 9, "axes.titlesize": 11}
+
+
+def use_course_style() -> None:
+    import matplotlib as mpl
+
+    mpl.rcParams.update(COURSE_STYLE)
 
 
 def _plt():
