@@ -253,3 +253,31 @@ def vram_vs_price(table, title: str = "Memory against launch price (the cheapest
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def roofline_grid(table, title: str = "Projected time per step, and what bounds it"):
+    """A stage x card grid of a roofline projection (helpers.roofline): each cell shows the projected
+    milliseconds per step and its bound (O overhead, C compute, M memory), coloured by the share of the
+    step that is fixed overhead. `table` has columns stage, card, seconds, overhead_s, bound."""
+    import numpy as np
+
+    plt = _plt()
+    stages = list(dict.fromkeys(table["stage"]))
+    cards = list(dict.fromkeys(table["card"]))
+    share = np.zeros((len(stages), len(cards)))
+    fig, ax = plt.subplots(figsize=(1.0 * len(cards) + 2.2, 0.42 * len(stages) + 1.4))
+    for _, r in table.iterrows():
+        i, j = stages.index(r["stage"]), cards.index(r["card"])
+        share[i, j] = r["overhead_s"] / r["seconds"]
+    ax.imshow(share, cmap="Oranges", vmin=0, vmax=1, aspect="auto")
+    for _, r in table.iterrows():
+        i, j = stages.index(r["stage"]), cards.index(r["card"])
+        ms = r["seconds"] * 1e3
+        ax.text(j, i, f"{ms:.2g} ms\n{r['bound'][0].upper()}" if ms < 100 else f"{ms:.0f} ms\n{r['bound'][0].upper()}", ha="center", va="center", fontsize=7,
+                color="white" if share[i, j] > 0.6 else "black")
+    ax.set_xticks(range(len(cards)), cards, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(stages)), stages, fontsize=8)
+    ax.set_title(title + "\n(colour: share of the step that is overhead; O overhead, C compute, M memory)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig

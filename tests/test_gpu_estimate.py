@@ -81,9 +81,101 @@ def test_missing_activations_are_said_not_hidden():
     ({"trainable_fraction": 0}, "trainable_fraction"),
     ({"activations_gb": -1.0}, "activations_gb"),
     ({"transformer": {"layers": 2}}, "needs heads, hidden, seq_len"),
+    ({"transformer": {"layers": 2, "hidden": 8, "seq_len": 4, "heads": 2, "flash": True}}, "does not know flash"),
+    ({"mode": "inference", "precision": "keras_mixed", "optimizer": "none"}, "training rule"),
 ])
 def test_bad_arguments_say_what_to_do(kwargs, match):
     args = {"params": 1e9, "mode": "train", "precision": "mixed", "optimizer": "adam"}
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         gpu.estimate(args.pop("params"), args.pop("mode"), args.pop("precision"), args.pop("optimizer"), **args)
+
+
+# --- today's fine-tuning: KV cache, FlashAttention, logits, Keras's mixed rule, QLoRA's 16-bit ends -----------
+L7, H7, S, A7, V = 32, 4096, 2048, 32, 32_000          # a 7B Llama-2-style shape at 2,048 tokens
+SHAPE7 = {"layers": L7, "hidden": H7, "seq_len": S, "heads": A7}
+
+
+def test_7b_inference_with_and_without_kv_cache():
+    kv = 2 * L7 * S * 1 * H7 * 2 / 1e9                  # keys and values, 16 bits: 1.07 GB per sequence
+    assert kv == pytest.approx(1.074, abs=1e-3)
+    e = gpu.estimate(7e9, "inference", "fp16", "none", transformer=SHAPE7)
+    assert e.kv_cache_gb == pytest.approx(kv) and e.logits_gb == pytest.approx(S * V * 4 / 1e9)
+    assert e.activations_gb == pytest.approx(S * H7 * (34 + 5 * A7 * S / H7) / 1e9)     # one layer at a time
+    bare = gpu.estimate(7e9, "inference", "fp16", "none")                                 # no shape: weights only
+    assert bare.kv_cache_gb == 0 and e.total_gb - bare.total_gb == pytest.approx(kv + e.logits_gb + e.activations_gb)
+    four = gpu.estimate(7e9, "inference", "fp16", "none", batch_size=4, transformer=SHAPE7)
+    assert four.kv_cache_gb == pytest.approx(4 * kv)
+
+
+def test_7b_lora_with_flash_attention_on_and_off():
+    sbhl = S * 1 * H7 * L7
+    off = gpu.estimate(7e9, "lora", "bf16", "adam", transformer=SHAPE7)
+    on = gpu.estimate(7e9, "lora", "bf16", "adam", transformer={**SHAPE7, "flash_attention": True})
+    assert off.activations_gb == pytest.approx(sbhl * (34 + 5 * A7 * S / H7) / 1e9) == pytest.approx(30.6, abs=0.05)
+    assert on.activations_gb == pytest.approx(sbhl * 34 / 1e9) == pytest.approx(9.13, abs=0.01)
+    assert on.logits_gb == off.logits_gb == pytest.approx(1 * S * V * 4 / 1e9)            # 0.26 GB
+    assert off.weights_gb - on.weights_gb == 0 and off.total_gb - on.total_gb == pytest.approx(sbhl * 80 / 1e9)
+
+
+def test_qlora_keeps_embeddings_and_head_in_16_bits():
+    io = 2 * V * H7                                                      # embeddings + LM head, untied
+    e = gpu.estimate(7e9, "qlora", "int4", "adam", transformer=SHAPE7, overhead_gb=0)
+    adapters = 7e9 * 0.005
+    assert e.weights_gb == pytest.approx(((7e9 - io) * 4.127 / 8 + io * 2 + adapters * 2) / 1e9)
+    flat = gpu.estimate(7e9, "qlora", "int4", "adam", overhead_gb=0)
+    assert e.weights_gb - flat.weights_gb == pytest.approx(io * (2 - 4.127 / 8) / 1e9)    # +0.39 GB
+    assert any("16 bits" in n for n in e.notes)
+
+
+def test_keras_mixed_keeps_float32_variables_and_says_which_rule():
+    k = gpu.estimate(1e9, "train", "keras_mixed", "adam", overhead_gb=0)
+    z = gpu.estimate(1e9, "train", "mixed", "adam", overhead_gb=0)
+    assert (k.weights_gb, k.gradients_gb, k.optimizer_gb) == pytest.approx((4, 4, 8))
+    assert (z.weights_gb, z.gradients_gb, z.optimizer_gb) == pytest.approx((2, 2, 12))
+    assert "Keras" in k.rule and "4 + 4 + 8" in k.rule and "ZeRO" in z.rule and "2 + 2 + 12" in z.rule
+
+
+def test_roofline_of_an_overhead_bound_stage_returns_the_overhead():
+    card = next(c for c in gpu.load_specs() if c["name"] == "RTX 4090")
+    # the linear stage of 06: two scalars per sample, 256 samples: ~6 FLOPs and ~2 kB per step
+    r = gpu.roofline_seconds(6 * 256, 2 * 4 * 256, card, overhead_s=50e-6)
+    assert r["bound"] == "overhead" and r["seconds"] == pytest.approx(50e-6, rel=1e-3)
+    big = gpu.roofline_seconds(2 * 8192 ** 3, 3 * 4 * 8192 ** 2, card, "fp16", eta_compute=0.5, overhead_s=50e-6)
+    assert big["bound"] == "compute"
+    assert big["seconds"] == pytest.approx(50e-6 + 2 * 8192 ** 3 / (165.2e12 * 0.5))
+    with pytest.raises(ValueError, match="eta_memory"):
+        gpu.roofline_seconds(1, 1, card, eta_memory=0)
+
+
+def test_recommendation_names_the_cheapest_card_that_fits_and_why():
+    rec = gpu.recommend(7e9, "qlora", "int4", "adam", transformer={**SHAPE7, "recompute": True})
+    priced = [c for c in rec.cards if c["launch_price_usd"]]
+    cheapest = min(c["launch_price_usd"] for c in priced)
+    assert rec.choice in rec.fits and next(c for c in rec.cards if c["name"] == rec.choice)["launch_price_usd"] == cheapest
+    assert rec.reason.startswith(rec.choice) and "cheapest" in rec.reason and "\n" not in rec.reason
+    none = gpu.recommend(7e9, "train", "mixed", "adam")
+    assert none.choice is None and none.reason.startswith("no card fits")
+
+
+def test_cli_inference_json_has_kv_cache_and_logits_and_flash_attention_switch():
+    import json
+    import subprocess
+    import sys
+
+    from helpers import env
+
+    def run(*extra):
+        done = subprocess.run([sys.executable, "-m", "helpers.gpu", "estimate", "--params", "7e9", "--mode",
+                               *extra, "--transformer", "32", "4096", "2048", "32", "--json"],
+                              capture_output=True, text=True, cwd=env.repo_root(), timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    inf = run("inference", "--precision", "fp16", "--optimizer", "none")
+    assert inf["kv_cache_gb"] == pytest.approx(1.0737, abs=1e-4) and inf["logits_gb"] == pytest.approx(0.2621, abs=1e-4)
+    small_vocab = run("inference", "--precision", "fp16", "--optimizer", "none", "--vocab", "16000")
+    assert small_vocab["logits_gb"] == pytest.approx(0.2621 / 2, abs=1e-4)
+    off = run("lora", "--precision", "bf16")
+    on = run("lora", "--precision", "bf16", "--flash-attention")
+    assert off["activations_gb"] == pytest.approx(30.6, abs=0.05) and on["activations_gb"] == pytest.approx(9.13, abs=0.01)

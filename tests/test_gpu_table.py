@@ -1,4 +1,5 @@
-"""data/geforce_specs.csv and helpers.gpu's detect, match_card, recommend and command line (notebook 07)."""
+"""data/geforce_specs.csv, helpers.cards (table, detection, peaks, the mixed-policy rule) and helpers.gpu's
+recommend and command line (notebook 07)."""
 import json
 import subprocess
 import sys
@@ -9,17 +10,28 @@ from helpers import env, gpu
 
 SPECS = gpu.load_specs()
 BY_NAME = {c["name"]: c for c in SPECS}
+GEFORCE = [c for c in SPECS if c["segment"] == "geforce"]
 CC = {"Pascal": "6.1", "Turing": "7.5", "Ampere": "8.6", "Ada Lovelace": "8.9"}
 
 
 def test_table_covers_every_series_with_a_source_on_every_row():
-    assert len(SPECS) >= 30 and len(BY_NAME) == len(SPECS)
-    assert {c["series"] for c in SPECS} == {"GTX 10", "GTX 16", "RTX 20", "RTX 30", "RTX 40"}
+    assert len(GEFORCE) >= 30 and len(BY_NAME) == len(SPECS)
+    assert {c["series"] for c in GEFORCE} == {"GTX 10", "GTX 16", "RTX 20", "RTX 30", "RTX 40"}
     assert all(c["source"] and c["checked"] in ("primary", "secondary", "unchecked") for c in SPECS)
     assert all(c["vram_gb"] and c["bandwidth_gbs"] and c["fp32_tflops"] and c["tdp_w"] for c in SPECS)
+    assert gpu.load_specs(segment="geforce") == GEFORCE
 
 
-@pytest.mark.parametrize("card", SPECS, ids=lambda c: c["name"])
+def test_the_cards_learners_get_on_colab_kaggle_and_here_are_rows():
+    dc = {c["name"]: c for c in SPECS if c["segment"] == "data centre"}
+    assert {"T4", "P100 PCIe 16GB", "L4", "A100 SXM4 40GB", "H100 SXM 80GB"} <= set(dc)
+    assert all(c["launch_price_usd"] is None for c in dc.values())      # not sold to learners: never recommended
+    assert dc["T4"]["fp16_tc_fp32acc_tflops"] == 65 and dc["T4"]["fp32_tflops"] == 8.1     # T4 datasheet
+    assert dc["P100 PCIe 16GB"]["fp16_tc_fp32acc_tflops"] is None                          # no Tensor Cores
+    assert dc["A100 SXM4 40GB"]["tf32_tensor_tflops"] == 8 * dc["A100 SXM4 40GB"]["fp32_tflops"]
+
+
+@pytest.mark.parametrize("card", GEFORCE, ids=lambda c: c["name"])
 def test_row_is_internally_consistent(card):
     arch = card["architecture"]
     assert card["compute_capability"] == CC[arch]
@@ -27,17 +39,29 @@ def test_row_is_internally_consistent(card):
     # bandwidth = bus width x data rate / 8; FP32 = 2 FLOPs (one FMA) x cores x boost clock
     assert card["bandwidth_gbs"] == pytest.approx(card["memory_bus_bits"] * card["memory_gbps"] / 8, rel=0.005)
     assert card["fp32_tflops"] == pytest.approx(2 * card["cuda_cores"] * card["boost_clock_mhz"] / 1e6, abs=0.06)
-    tensor = card["fp16_tensor_tflops"]
+    tensor = card["fp16_tc_fp32acc_tflops"]
     if card["series"] in ("GTX 10", "GTX 16"):
-        assert tensor is None                                   # no Tensor Cores
-    elif card["series"] == "RTX 20":
-        assert tensor == pytest.approx(4 * card["fp32_tflops"], rel=0.01)
+        assert tensor is None and card["fp16_tc_fp16acc_tflops"] is None     # no Tensor Cores
     else:
-        assert tensor == pytest.approx(2 * card["fp32_tflops"], rel=0.01)
-    assert (card["bf16_tensor_tflops"] is not None) == (arch in ("Ampere", "Ada Lovelace"))   # bf16 from Ampere on
-    assert (card["tf32_tensor_tflops"] is not None) == (arch in ("Ampere", "Ada Lovelace"))
+        ratio = 4 if card["series"] == "RTX 20" else 2     # RTX 30/40 doubled FP32, not the Tensor Cores
+        assert tensor == pytest.approx(ratio * card["fp32_tflops"], rel=0.01)
+        # GeForce runs FP16 with FP32 accumulate at half the FP16-accumulate rate NVIDIA advertises
+        assert card["fp16_tc_fp16acc_tflops"] == pytest.approx(2 * tensor, abs=0.11)
+    native = arch in ("Ampere", "Ada Lovelace")
+    assert card["bf16_native"] is native and card["tf32_native"] is native                   # from Ampere on
+    assert (card["bf16_tensor_tflops"] is not None) == native
+    if native:   # dense TF32 on GeForce runs at the FP32 rate (GA102, Ada whitepapers)
+        assert card["tf32_tensor_tflops"] == pytest.approx(card["fp32_tflops"], rel=0.01)
     assert (card["fp8_tensor_tflops"] is not None) == (arch == "Ada Lovelace")                 # FP8 from Ada on
     assert card["launch_date"][:4] in {"2016", "2017", "2018", "2019", "2020", "2021", "2022", "2023", "2024"}
+
+
+@pytest.mark.parametrize("card", [c for c in SPECS if c["segment"] == "data centre"], ids=lambda c: c["name"])
+def test_data_centre_row_is_internally_consistent(card):
+    assert card["bandwidth_gbs"] == pytest.approx(card["memory_bus_bits"] * card["memory_gbps"] / 8, rel=0.005)
+    assert card["fp32_tflops"] == pytest.approx(2 * card["cuda_cores"] * card["boost_clock_mhz"] / 1e6, abs=0.06)
+    assert gpu.architecture(card["compute_capability"])["architecture"] == card["architecture"]
+    assert card["match"] and gpu.match_card(f"NVIDIA {card['match']}", card["vram_gb"])["name"] == card["name"]
 
 
 def test_figures_checked_against_whitepapers():
@@ -46,7 +70,7 @@ def test_figures_checked_against_whitepapers():
     for name, fp32, tensor, bw in (("RTX 2080 Ti", 13.4, 53.8, 616), ("RTX 3090", 35.6, 71.2, 936),
                                    ("RTX 4090", 82.6, 165.2, 1008)):
         c = BY_NAME[name]
-        assert (c["fp32_tflops"], c["fp16_tensor_tflops"], c["bandwidth_gbs"]) == (fp32, tensor, bw)
+        assert (c["fp32_tflops"], c["fp16_tc_fp32acc_tflops"], c["bandwidth_gbs"]) == (fp32, tensor, bw)
         assert c["checked"] == "primary"
 
 
@@ -57,12 +81,63 @@ def test_figures_checked_against_whitepapers():
     ("NVIDIA GeForce RTX 4060 Ti", 16.0, "RTX 4060 Ti 16GB"),
     ("NVIDIA GeForce RTX 4060 Ti", None, None),                 # 8 or 16 GB: cannot tell
     ("NVIDIA GeForce GTX 1660 SUPER", None, "GTX 1660 SUPER"),
-    ("NVIDIA H100 80GB HBM3", None, None),
+    ("NVIDIA H100 80GB HBM3", None, "H100 SXM 80GB"),
+    ("Tesla T4", None, "T4"),
+    ("NVIDIA L4", None, "L4"),
+    ("Tesla P100-PCIE-16GB", None, "P100 PCIe 16GB"),
+    ("NVIDIA A100-SXM4-40GB", None, "A100 SXM4 40GB"),
+    ("NVIDIA Quadro RTX 8000", None, None),
     ("", None, None),
 ])
 def test_match_card(name, vram, expected):
     row = gpu.match_card(name, vram)
     assert (row["name"] if row else None) == expected
+
+
+def test_a_shared_name_falls_back_on_memory_and_says_so():
+    row, how = gpu.match_card("NVIDIA GeForce RTX 3080", 11.8, explain=True)
+    assert row["name"] == "RTX 3080 12GB" and "11.8 GiB" in how and "RTX 3080 12GB" in how
+    row, how = gpu.match_card("NVIDIA GeForce RTX 4060 Ti", None, explain=True)
+    assert row is None and "give the memory size" in how
+
+
+@pytest.mark.parametrize("smi, card", [
+    ("Tesla T4, 7.5, 15360, 535.104.05", "T4"),            # Colab and Kaggle's T4 reports 15 GiB
+    ("NVIDIA L4, 8.9, 23034, 550.54.15", "L4"),
+    ("NVIDIA H100 80GB HBM3, 9.0, 81559, 550.54.15", "H100 SXM 80GB"),
+])
+def test_detect_data_centre_cards_by_name_and_memory(monkeypatch, smi, card):
+    monkeypatch.setattr("shutil.which", lambda cmd: "/usr/bin/nvidia-smi")
+
+    class Done:
+        returncode, stdout = 0, smi + "\n"
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: Done())
+    found = gpu.detect()
+    assert found["card"] == card and found["via"] == "nvidia-smi"
+    row = gpu.match_card(found["name"], found["vram_gb"] * gpu.GB / gpu.GIB)
+    assert row["vram_gb"] == pytest.approx(found["vram_gb"] * gpu.GB / gpu.GIB, rel=0.1)   # the memory agrees
+
+
+@pytest.mark.parametrize("name, cc, policy", [
+    ("NVIDIA GeForce GTX 1080 Ti", "6.1", None),                 # FP16 at 1/64 of FP32, no bf16 units
+    ("NVIDIA GeForce GTX 1660 SUPER", "7.5", None),              # Turing without Tensor Cores
+    ("Tesla P100-PCIE-16GB", "6.0", None),
+    ("NVIDIA GeForce RTX 2080 Ti", "7.5", "mixed_float16"),
+    ("Tesla T4", "7.5", "mixed_float16"),
+    ("NVIDIA GeForce RTX 3090", "8.6", "mixed_bfloat16"),
+    ("NVIDIA GeForce RTX 4090", "8.9", "mixed_bfloat16"),
+])
+def test_mixed_policy_rule(name, cc, policy):
+    got, reason = gpu.mixed_policy(cc, name)
+    assert got == policy
+    assert ("stay in float32" in reason) == (policy is None)
+
+
+def test_mixed_policy_on_a_cpu_follows_its_instructions():
+    assert gpu.mixed_policy(None, cpu_bf16=True)[0] == "mixed_bfloat16"
+    assert gpu.mixed_policy(None, cpu_bf16=False) == (None, "CPU without AVX512-BF16/AMX: no fast 16-bit units: "
+                                                            "stay in float32")
 
 
 def test_detect_reads_nvidia_smi(monkeypatch):
@@ -74,7 +149,8 @@ def test_detect_reads_nvidia_smi(monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: Done())
     found = gpu.detect()
     assert found == {"name": "NVIDIA GeForce RTX 3080", "compute_capability": "8.6", "vram_gb": 12.9,
-                     "driver": "550.54.15", "via": "nvidia-smi", "card": "RTX 3080 12GB"}
+                     "driver": "550.54.15", "via": "nvidia-smi", "card": "RTX 3080 12GB",
+                     "matched_by": "name shared by 2 rows; 12.0 GiB of memory picked RTX 3080 12GB"}
 
 
 def test_detect_on_this_cpu_machine_is_none(monkeypatch):
@@ -85,6 +161,7 @@ def test_detect_on_this_cpu_machine_is_none(monkeypatch):
 def test_7b_qlora_fits_a_12gb_card_and_full_training_fits_none():
     rec = gpu.recommend(7e9, "qlora", "int4", "adam")
     assert "RTX 3060 12GB" in rec.fits and rec.estimate.total_gb < 12 * gpu.GIB / gpu.GB * 0.9
+    assert not set(rec.fits) & {"T4", "L4", "H100 SXM 80GB"}          # data-centre rows are not for sale
     per_dollar = [c["per_dollar"] for c in rec.cards if c["per_dollar"] is not None]
     assert per_dollar == sorted(per_dollar, reverse=True)
     full = gpu.recommend(7e9, "train", "mixed", "adam")
@@ -111,11 +188,10 @@ def test_cli_estimate_json():
                 "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert set(result) == {"weights_gb", "gradients_gb", "optimizer_gb", "activations_gb", "overhead_gb",
-                           "total_gb", "fits", "notes"}
-    assert result["total_gb"] == pytest.approx(sum(result[k] for k in ("weights_gb", "gradients_gb", "optimizer_gb",
-                                                                         "activations_gb", "overhead_gb")), abs=1e-3)
-    assert "RTX 3060 12GB" in result["fits"]
+    assert set(result) == {"weights_gb", "gradients_gb", "optimizer_gb", "activations_gb", "kv_cache_gb",
+                           "logits_gb", "overhead_gb", "total_gb", "rule", "fits", "choice", "reason", "notes"}
+    assert result["total_gb"] == pytest.approx(sum(result[k] for k in gpu.Estimate.PARTS), abs=1e-3)
+    assert "RTX 3060 12GB" in result["fits"] and result["choice"] in result["fits"]
 
 
 def test_cli_table_and_detect():

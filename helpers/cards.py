@@ -1,0 +1,255 @@
+"""The GPU spec table (data/geforce_specs.csv), what each architecture offers, detection and peak look-up.
+
+Used by notebooks 06 and 07, `helpers.bench` (percent of peak, the mixed-precision rule) and
+`helpers.gpu` (recommendations). The memory estimator lives in `helpers.memory`, the roofline in
+`helpers.roofline`.
+
+The table holds the desktop GeForce 10/16/20/30/40 cards (`segment` "geforce") and the data-centre cards
+that learners meet on Colab, Kaggle and rented machines (`segment` "data centre": T4, P100, L4, A100,
+H100), so detection and percent of peak work there too. Tensor Core columns are dense peaks:
+`fp16_tc_fp32acc_tflops` is FP16 with FP32 accumulate, the rate Keras mixed precision uses;
+`fp16_tc_fp16acc_tflops` is the FP16-accumulate figure NVIDIA advertises for GeForce cards (twice the
+former there; the same on data-centre cards, whose Tensor Cores accumulate in FP32 at full rate).
+"""
+from __future__ import annotations
+
+import re
+
+GB = 1e9
+GIB = 2 ** 30               # cards are sold in GiB: "24 GB" holds 24 x 2^30 bytes = 25.8 GB of 1e9 bytes
+SPECS_FILE = "geforce_specs.csv"
+NUMERIC = ("cuda_cores", "boost_clock_mhz", "vram_gb", "memory_bus_bits", "memory_gbps", "bandwidth_gbs",
+           "fp32_tflops", "fp16_tc_fp32acc_tflops", "fp16_tc_fp16acc_tflops", "bf16_tensor_tflops",
+           "tf32_tensor_tflops", "fp8_tensor_tflops", "tdp_w", "launch_price_usd")
+FLAGS = ("bf16_native", "tf32_native")
+SEGMENTS = ("geforce", "data centre")
+
+# Sources: NVIDIA Pascal (GP100, GP104), Volta, Turing, Ampere (GA100, GA102), Ada and Hopper whitepapers;
+# CUDA C Programming Guide, "Compute Capabilities" (FP16 at 1/64 of FP32 on compute capability 6.1).
+ARCHITECTURES = {
+    "6.0": ("Pascal", "P100: FP16 at 2x FP32 on the CUDA cores, no Tensor Cores"),
+    "6.1": ("Pascal", "GeForce 10: no Tensor Cores, FP16 at 1/64 of the FP32 rate; mixed precision cannot help"),
+    "7.0": ("Volta", "V100: 1st-generation Tensor Cores (FP16)"),
+    "7.5": ("Turing", "RTX 20 and T4: 2nd-generation Tensor Cores for FP16 (INT8/INT4); no TF32 or bf16. "
+                      "GTX 16 has Turing shaders but no Tensor Cores"),
+    "8.0": ("Ampere", "A100: 3rd-generation Tensor Cores with TF32 (8x FP32) and bf16"),
+    "8.6": ("Ampere", "RTX 30: 3rd-generation Tensor Cores with bf16 besides FP16; dense TF32 at the FP32 rate"),
+    "8.9": ("Ada Lovelace", "RTX 40 and L4: 4th-generation Tensor Cores, adds FP8"),
+    "9.0": ("Hopper", "H100: 4th-generation Tensor Cores with FP8 and the Transformer Engine"),
+}
+NO_FAST_16BIT = "no fast 16-bit units: stay in float32"
+
+
+def cpu_has_bf16() -> bool:
+    """True where this CPU has AVX512-BF16 or AMX-BF16 instructions (Linux: /proc/cpuinfo flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def mixed_policy(compute_capability=None, name: str = "", cpu_bf16: bool | None = None) -> tuple:
+    """The Keras mixed-precision policy that is fast here, and why: (policy or None, reason).
+
+    mixed_float16 from compute capability 7.0 on cards with Tensor Cores (Volta, Turing RTX, T4);
+    mixed_bfloat16 on Ampere and later (Tensor Cores run bf16 at the FP16 rate, and bf16 needs no loss
+    scaling), or on a CPU with AVX512-BF16/AMX; None everywhere else: before Ampere TensorFlow casts
+    bfloat16 convolutions to float32 (tensorflow/core/kernels/conv_ops_bfloat16.cc), and GeForce 10 runs
+    FP16 at 1/64 of FP32, so a mixed row would time emulation.
+    """
+    if not compute_capability:
+        has = cpu_has_bf16() if cpu_bf16 is None else cpu_bf16
+        if has:
+            return "mixed_bfloat16", "CPU with AVX512-BF16/AMX: bfloat16 matmuls run natively"
+        return None, f"CPU without AVX512-BF16/AMX: {NO_FAST_16BIT}"
+    arch = architecture(compute_capability, name)
+    if arch["bf16"]:
+        return "mixed_bfloat16", f"{arch['architecture']}: Tensor Cores run bfloat16 at the FP16 rate, no loss scaling"
+    if arch["tensor_cores"]:
+        return "mixed_float16", f"{arch['architecture']}: FP16 Tensor Cores (bfloat16 would be emulated)"
+    return None, f"{arch['architecture']} without Tensor Cores: {NO_FAST_16BIT}"
+
+
+def architecture(compute_capability, name: str = "") -> dict:
+    """What a GPU of this compute capability offers: architecture, Tensor Cores, TF32, bf16, FP8, policy.
+
+    `name` tells a GTX 16 (Turing without Tensor Cores) from an RTX 20. None or "" means the CPU.
+    """
+    if not compute_capability:
+        policy, reason = mixed_policy(None)
+        return {"architecture": "CPU", "tensor_cores": False, "tf32": False, "bf16": False, "fp8": False,
+                "mixed_policy": policy, "summary": reason}
+    cc = str(compute_capability)
+    try:
+        value = float(cc)
+    except ValueError:
+        raise ValueError(f"architecture({compute_capability!r}): a compute capability looks like '8.6'") from None
+    arch, summary = ARCHITECTURES.get(cc, ("newer than Hopper" if value > 9.0 else "older than Pascal",
+                                           "not covered by this course's table"))
+    gtx16 = "GTX 16" in name.upper().replace("GEFORCE ", "")
+    tensor = value >= 7.0 and not gtx16
+    info = {"architecture": arch, "tensor_cores": tensor, "tf32": value >= 8.0, "bf16": value >= 8.0,
+            "fp8": value >= 8.9,
+            "summary": "GTX 16: Turing without Tensor Cores; mixed precision will not speed it up" if gtx16
+            else summary}
+    info["mixed_policy"] = ("mixed_bfloat16" if info["bf16"] else "mixed_float16" if tensor else None)
+    return info
+
+
+def specs_path():
+    from .env import repo_root
+
+    return repo_root() / "data" / SPECS_FILE
+
+
+def load_specs(path=None, segment: str | None = None) -> list:
+    """The spec table as a list of dicts (numbers as float, empty cells as None, flags as bool), checked.
+
+    segment: "geforce" or "data centre" keeps those rows only; None keeps all.
+    """
+    import csv
+    from pathlib import Path
+
+    if segment is not None and segment not in SEGMENTS:
+        raise ValueError(f"segment={segment!r}: choose one of {', '.join(SEGMENTS)} (or None for all rows)")
+    path = Path(path) if path is not None else specs_path()
+    if not path.exists():
+        raise FileNotFoundError(f"GPU spec table {path} is missing: restore data/{SPECS_FILE} from the course "
+                                "repository (git checkout -- data)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or rows[0].get("name") is None or "source" not in rows[0] or "segment" not in rows[0]:
+        raise ValueError(f"{path}: not the course's GPU table (needs a header with name, segment, ..., source)")
+    for i, row in enumerate(rows, start=2):
+        for col in NUMERIC:
+            text = (row.get(col) or "").strip()
+            try:
+                row[col] = float(text) if text else None
+            except ValueError:
+                raise ValueError(f"{path}, line {i} ({row['name']}): {col}={text!r} is not a number") from None
+        for col in FLAGS:
+            if row.get(col) not in ("yes", "no"):
+                raise ValueError(f"{path}, line {i} ({row['name']}): {col}={row.get(col)!r} must be yes or no")
+            row[col] = row[col] == "yes"
+        if row["segment"] not in SEGMENTS:
+            raise ValueError(f"{path}, line {i} ({row['name']}): segment {row['segment']!r} is not one of "
+                             f"{', '.join(SEGMENTS)}")
+        if not row.get("source"):
+            raise ValueError(f"{path}, line {i} ({row['name']}): every row needs a source")
+    return [r for r in rows if segment is None or r["segment"] == segment]
+
+
+def _norm(name: str) -> str:
+    text = name.upper().replace("-", " ")
+    for word in ("NVIDIA", "GEFORCE", "TESLA"):
+        text = text.replace(word, " ")
+    return " ".join(text.split())
+
+
+def match_card(name: str, vram_gib: float | None = None, specs=None, explain: bool = False):
+    """The table row for a device name such as 'NVIDIA GeForce RTX 3060' or 'Tesla T4' (None if unknown).
+
+    Names shared by several memory sizes ('RTX 3080': 10 or 12 GB; 'A100': 40 or 80 GB) are told apart by
+    `vram_gib`, the memory the device reports (GiB); without it such a name matches nothing rather than
+    a guess. explain=True returns (row, how) where `how` says which rule picked the row.
+    """
+    def result(row, how):
+        return (row, how) if explain else row
+
+    if not name:
+        return result(None, "no device name")
+    specs = specs if specs is not None else load_specs()
+    wanted = _norm(name)
+    tokens = set(wanted.split())
+    for row in specs:
+        if _norm(row["name"]) == wanted:
+            return result(row, "name")
+    family = [row for row in specs if re.sub(r" \d+GB$", "", _norm(row["name"])) == wanted]
+    if not family:   # data-centre names vary ("Tesla T4", "NVIDIA A100-SXM4-40GB"): the row's match words
+        family = [row for row in specs if row["match"] and set(row["match"].upper().split()) <= tokens]
+        sized = [row for row in family if f"{row['vram_gb']:.0f}GB" in tokens]
+        family = sized or family
+    if len(family) == 1:
+        return result(family[0], "name")
+    if family and vram_gib:
+        row = min(family, key=lambda r: abs(r["vram_gb"] - vram_gib))
+        return result(row, f"name shared by {len(family)} rows; {vram_gib:.1f} GiB of memory picked {row['name']}")
+    if family:
+        return result(None, f"{name!r} matches {', '.join(r['name'] for r in family)}: give the memory size")
+    return result(None, f"{name!r} is not in the table")
+
+
+def peak_tflops(card: dict, precision: str) -> float:
+    """The dense peak for a precision: fp32, tf32, fp16 (Tensor Cores, FP32 accumulate), bf16, fp8.
+
+    A card without the units for a precision falls back on its FP32 peak (it computes there in float32
+    or emulates), so percent-of-peak figures stay comparable.
+    """
+    column = {"fp32": "fp32_tflops", "tf32": "tf32_tensor_tflops", "fp16": "fp16_tc_fp32acc_tflops",
+              "bf16": "bf16_tensor_tflops", "fp8": "fp8_tensor_tflops"}
+    if precision not in column:
+        raise ValueError(f"peak_tflops: precision {precision!r}; choose one of {', '.join(column)}")
+    return card[column[precision]] or card["fp32_tflops"]
+
+
+def detect() -> dict | None:
+    """The first NVIDIA GPU: name, compute capability, VRAM (GB of 1e9 bytes), driver and its table row.
+
+    Asks nvidia-smi first (it knows the driver and memory), then TensorFlow if it is installed.
+    Returns None where neither finds a GPU (a CPU-only machine).
+    """
+    import shutil
+    import subprocess
+
+    found = None
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version",
+                                  "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=20)
+            if out.returncode == 0 and out.stdout.strip():
+                name, cc, mib, driver = [p.strip() for p in out.stdout.splitlines()[0].split(",")][:4]
+                found = {"name": name, "compute_capability": cc, "vram_gb": round(float(mib) * 2**20 / GB, 1),
+                         "driver": driver, "via": "nvidia-smi"}
+        except (OSError, ValueError, subprocess.SubprocessError):
+            found = None
+    if found is None:
+        try:
+            from .env import device_report, import_tensorflow
+
+            d = device_report(import_tensorflow())
+        except ImportError:
+            d = {"kind": "CPU"}
+        if d["kind"] != "GPU":
+            return None
+        found = {"name": d["name"], "compute_capability": d["compute_capability"], "vram_gb": None,
+                 "driver": None, "via": "tensorflow"}
+    card, how = match_card(found["name"], (found["vram_gb"] or 0) * GB / GIB or None, explain=True)
+    found["card"] = card["name"] if card else None
+    found["matched_by"] = how
+    return found
+
+
+def table_text(specs=None) -> str:
+    """The spec table as aligned text (python -m helpers.gpu table)."""
+    specs = specs if specs is not None else load_specs()
+    head = (f"{'card':<18} {'arch':<12} {'CC':>3} {'GB':>3} {'GB/s':>6} {'FP32':>6} {'FP16TC':>7} {'(f16acc)':>8} "
+            f"{'bf16':>6} {'FP8':>6} {'W':>4} {'$':>5}  checked")
+    lines = [head, "-" * len(head)]
+
+    def f(v, spec="{:.1f}"):
+        return "" if v is None else spec.format(v)
+    segment = None
+    for c in specs:
+        if c["segment"] != segment:
+            segment = c["segment"]
+            lines.append(f"[{segment}]")
+        lines.append(f"{c['name']:<18} {c['architecture']:<12} {c['compute_capability']:>3} {f(c['vram_gb'], '{:.0f}'):>3} "
+                     f"{f(c['bandwidth_gbs'], '{:.0f}'):>6} {f(c['fp32_tflops']):>6} {f(c['fp16_tc_fp32acc_tflops']):>7} "
+                     f"{f(c['fp16_tc_fp16acc_tflops']):>8} {f(c['bf16_tensor_tflops']):>6} "
+                     f"{f(c['fp8_tensor_tflops']):>6} {f(c['tdp_w'], '{:.0f}'):>4} "
+                     f"{f(c['launch_price_usd'], '{:.0f}'):>5}  {c['checked']}")
+    lines.append("TFLOPS are dense peaks. FP16TC: Tensor Cores with FP32 accumulate (what Keras mixed precision "
+                 "uses); (f16acc): with FP16 accumulate, NVIDIA's GeForce headline. Sources: data/README.md.")
+    return "\n".join(lines)
