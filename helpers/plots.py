@@ -175,8 +175,11 @@ def contour_paths(theta0_grid, theta1_grid, J, paths: dict, optimum=None,
     return fig
 
 
-def speedups(table, baseline: str = "float32", title: str = "Speed-up over float32 (higher is faster)"):
-    """Grouped bars: for each stage, baseline median / mode median (a benchmark DataFrame of helpers.bench)."""
+def speedups(table, baseline: str = "float32", title: str = "Speed-up over float32 (higher is faster)",
+             floor: float | None = None):
+    """Grouped bars: for each stage, baseline median / mode median (a benchmark DataFrame of helpers.bench).
+
+    floor: the noise floor (a fraction); a grey band 1 ± floor marks differences that are not measurable."""
     import numpy as np
 
     plt = _plt()
@@ -190,7 +193,9 @@ def speedups(table, baseline: str = "float32", title: str = "Speed-up over float
     for i, mode in enumerate(ratio.columns):
         ax.bar(np.arange(len(ratio)) + i * width, ratio[mode], width, label=mode)
     ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xticks(np.arange(len(ratio)) + width * (len(ratio.columns) - 1) / 2, ratio.index)
+    if floor:
+        ax.axhspan(1 - floor, 1 + floor, color="0.85", zorder=0, label=f"noise floor ±{floor:.0%}")
+    ax.set_xticks(np.arange(len(ratio)) + width * (len(ratio.columns) - 1) / 2, ratio.index, fontsize=8)
     ax.set(ylabel="× float32 speed", title=title)
     ax.legend(fontsize=8, ncol=len(ratio.columns))
     fig.tight_layout()

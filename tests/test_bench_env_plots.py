@@ -33,7 +33,19 @@ def test_measure_synchronises_results():
     assert Lazy.synced == 8
 
 
-@pytest.mark.parametrize("kwargs", [{"repeats": 0}, {"warmup": 0}, {"repeats": 2.5}])
+def test_autorange_and_interleave():
+    from helpers import timing
+
+    t = timing.measure(lambda: time.sleep(0.002), repeats=3, min_time_s=0.02)
+    assert t.calls_per_repeat >= 5 and 0.0015 <= t.median_s < 0.02 and t.iqr_s >= 0
+    order = []
+    out = timing.interleave({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1)
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]        # first calls, then rotating rounds
+    assert set(out) == {"a", "b"} and all(len(v.times_s) == 3 for v in out.values())
+    assert timing.Timing(0.0, (1.0, 2.0, 3.0, 4.0, 5.0)).iqr_s == 2.0
+
+
+@pytest.mark.parametrize("kwargs", [{"repeats": 0}, {"warmup": 0}, {"repeats": 2.5}, {"min_time_s": -1}])
 def test_measure_bad_arguments(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         bench.measure(lambda: None, **kwargs)
