@@ -286,3 +286,22 @@ def roofline_grid(table, title: str = "Projected time per step, and what bounds 
                  fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def seed_spread(table, group: str, value: str, title: str = "", ylabel: str | None = None):
+    """One dot per run (a row of `table`) for each `group`, with the group's mean as a bar: how far the
+    seeds scatter against how far the groups differ."""
+    import numpy as np
+
+    plt = _plt()
+    groups = list(dict.fromkeys(table[group]))
+    fig, ax = plt.subplots(figsize=(1.2 * len(groups) + 2.0, 3.0))
+    for i, name in enumerate(groups):
+        values = table.loc[table[group] == name, value].to_numpy()
+        ax.scatter(np.full(len(values), i) + np.linspace(-0.08, 0.08, len(values)), values, s=22, zorder=3)
+        ax.hlines(values.mean(), i - 0.25, i + 0.25, color="black", lw=1.5, zorder=4)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set(ylabel=ylabel or value, title=title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -61,3 +61,20 @@ def test_tables_format_their_numbers(path):
             html = out.get("data", {}).get("text/html", "")
             html = "".join(html) if isinstance(html, list) else html
             assert len(re.findall(r"\b\d+\.\d{6}\b", html)) < 3, f"Cell {i} shows six-decimal numbers"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_solution_code_runs_as_cells_not_as_text(path):
+    """A worked solution's code lives in a code cell tagged 'solution' (nbval runs it, asserts check it), never
+    as a code block inside a folded <details> solution, where it could go stale unseen."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for i, cell in enumerate(nb["cells"]):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            for block in re.findall(r"<details>.*?</details>", source, flags=re.S):
+                assert "```" not in block, f"{path.name} cell {i}: solution code in a <details> block; make it a cell"
+        tagged = "solution" in cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] == "code" and source.startswith(("# Solution", "# NBVAL_IGNORE_OUTPUT\n# Solution")):
+            assert tagged, f"{path.name} cell {i}: a solution cell must be tagged 'solution' (the student edition blanks it)"
+        if tagged:
+            assert cell["cell_type"] == "code" and "assert" in source, f"{path.name} cell {i}: a solution cell asserts"
