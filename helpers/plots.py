@@ -264,8 +264,6 @@ def roofline_grid(table, title: str = "Projected time per step, and what bounds 
     """A stage x card grid of a roofline projection (helpers.roofline): each cell shows the projected
     milliseconds per step and its bound (O overhead, C compute, M memory), coloured by the share of the
     step that is fixed overhead. `table` has columns stage, card, seconds, overhead_s, bound."""
-    import numpy as np
-
     plt = _plt()
     stages = list(dict.fromkeys(table["stage"]))
     cards = list(dict.fromkeys(table["card"]))
@@ -274,12 +272,11 @@ def roofline_grid(table, title: str = "Projected time per step, and what bounds 
     for _, r in table.iterrows():
         i, j = stages.index(r["stage"]), cards.index(r["card"])
         share[i, j] = r["overhead_s"] / r["seconds"]
-    ax.imshow(share, cmap="Oranges", vmin=0, vmax=1, aspect="auto")
-    for _, r in table.iterrows():
-        i, j = stages.index(r["stage"]), cards.index(r["card"])
         ms = r["seconds"] * 1e3
-        ax.text(j, i, f"{ms:.2g} ms\n{r['bound'][0].upper()}" if ms < 100 else f"{ms:.0f} ms\n{r['bound'][0].upper()}", ha="center", va="center", fontsize=7,
+        label = f"{ms:.2g}" if ms < 100 else f"{ms:.0f}"          # 0.51, 4.2, 63, 450: no e-notation
+        ax.text(j, i, f"{label} ms\n{r['bound'][0].upper()}", ha="center", va="center", fontsize=7,
                 color="white" if share[i, j] > 0.6 else "black")
+    ax.imshow(share, cmap="Oranges", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(cards)), cards, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(stages)), stages, fontsize=8)
     ax.set_title(title + "\n(colour: share of the step that is overhead; O overhead, C compute, M memory)",
@@ -291,8 +288,6 @@ def roofline_grid(table, title: str = "Projected time per step, and what bounds 
 def seed_spread(table, group: str, value: str, title: str = "", ylabel: str | None = None):
     """One dot per run (a row of `table`) for each `group`, with the group's mean as a bar: how far the
     seeds scatter against how far the groups differ."""
-    import numpy as np
-
     plt = _plt()
     groups = list(dict.fromkeys(table[group]))
     fig, ax = plt.subplots(figsize=(1.2 * len(groups) + 2.0, 3.0))

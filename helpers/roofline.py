@@ -50,22 +50,22 @@ def calibrate(table, card: dict) -> dict:
     and the float32 `linear` row (seconds per step); each figure falls back on the module default when
     its row is missing, and `source` says which figures were measured.
     """
+    import pandas as pd
+
     out = {"eta_compute": ETA_COMPUTE, "eta_memory": ETA_MEMORY, "overhead_s": OVERHEAD_S, "source": []}
-    rows = table[(table["status"] == "ok") & (table["mode"].isin(["float32"]))] if len(table) else table
+    rows = table[(table["status"] == "ok") & (table["mode"] == "float32")]
 
-    def first(stage):
-        hit = rows[rows["stage"] == stage]
-        return hit.iloc[0] if len(hit) else None
+    def measured(stage, column):
+        hit = rows.loc[rows["stage"] == stage, column]
+        value = hit.iloc[0] if len(hit) else None
+        return float(value) if pd.notna(value) and value != "" else None
 
-    mm, bw, lin = first("matmul"), first("bandwidth"), first("linear")
-    if mm is not None and mm["pct_peak"] == mm["pct_peak"] and mm["pct_peak"]:
-        out["eta_compute"] = min(1.0, float(mm["pct_peak"]) / 100)
-        out["source"].append("eta_compute from matmul")
-    if bw is not None and bw["pct_peak"] == bw["pct_peak"] and bw["pct_peak"]:
-        out["eta_memory"] = min(1.0, float(bw["pct_peak"]) / 100)
-        out["source"].append("eta_memory from bandwidth")
-    if lin is not None and lin["us_per_step"] == lin["us_per_step"]:
-        out["overhead_s"] = float(lin["us_per_step"]) * 1e-6
-        out["source"].append("overhead from linear")
+    for key, stage, column, scale in (("eta_compute", "matmul", "pct_peak", 0.01),
+                                      ("eta_memory", "bandwidth", "pct_peak", 0.01),
+                                      ("overhead_s", "linear", "us_per_step", 1e-6)):
+        value = measured(stage, column)
+        if value:
+            out[key] = min(1.0, value * scale) if key.startswith("eta") else value * scale
+            out["source"].append(f"{key} from {stage}")
     out["source"] = ", ".join(out["source"]) or f"defaults (no measured row for {card['name']})"
     return out

@@ -179,3 +179,19 @@ def test_cli_inference_json_has_kv_cache_and_logits_and_flash_attention_switch()
     off = run("lora", "--precision", "bf16")
     on = run("lora", "--precision", "bf16", "--flash-attention")
     assert off["activations_gb"] == pytest.approx(30.6, abs=0.05) and on["activations_gb"] == pytest.approx(9.13, abs=0.01)
+
+
+def test_calibrate_reads_the_probes_and_falls_back_on_the_defaults():
+    import pandas as pd
+
+    from helpers import roofline
+
+    card = next(c for c in gpu.load_specs() if c["name"] == "RTX 4090")
+    table = pd.DataFrame([{"stage": "matmul", "mode": "float32", "status": "ok", "pct_peak": 70.0, "us_per_step": None},
+                          {"stage": "matmul", "mode": "xla", "status": "ok", "pct_peak": 90.0, "us_per_step": None},
+                          {"stage": "linear", "mode": "float32", "status": "ok", "pct_peak": None, "us_per_step": 120.0}])
+    got = gpu.calibrate(table, card)
+    assert got["eta_compute"] == pytest.approx(0.70) and got["overhead_s"] == pytest.approx(120e-6)
+    assert got["eta_memory"] == roofline.ETA_MEMORY and got["source"] == "eta_compute from matmul, overhead_s from linear"
+    none = gpu.calibrate(table.iloc[0:0], card)
+    assert none["source"].startswith("defaults") and none["overhead_s"] == roofline.OVERHEAD_S
