@@ -1,0 +1,47 @@
+"""tools/cnn_recipes.py: the guard on its scoring images and its schedule (the training itself needs full MNIST)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _recipes():
+    spec = importlib.util.spec_from_file_location("cnn_recipes", ROOT / "tools" / "cnn_recipes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(path, x_train):
+    y = np.zeros(len(x_train), np.uint8)
+    np.savez(path, x_train=x_train, y_train=y, x_test=x_train[:10], y_test=y[:10])
+    return path
+
+
+def test_scoring_images_refuses_a_short_file_and_one_that_overlaps_the_offline_subset(tmp_path):
+    recipes = _recipes()
+    offline = data.load_mnist(source="offline")
+    seen = np.concatenate([offline.x_train, offline.x_test])
+    rng = np.random.default_rng(0)
+    full = rng.integers(0, 256, (60_000, 28, 28), dtype=np.uint8)          # noise: shares no image with MNIST
+    x, y = recipes.scoring_images(_write(tmp_path / "full.npz", full), seen)
+    assert x.shape == (10_000, 28, 28, 1) and x.dtype == np.float32 and x.max() <= 1.0 and len(y) == 10_000
+
+    with pytest.raises(SystemExit, match="short.npz.*60,000"):
+        recipes.scoring_images(_write(tmp_path / "short.npz", full[:50_500]), seen)
+    full[55_000] = offline.x_test[3]
+    with pytest.raises(SystemExit, match="1 of the scoring images are in the offline subset"):
+        recipes.scoring_images(_write(tmp_path / "overlap.npz", full), seen)
+
+
+def test_cosine_schedule_peaks_first_then_falls_to_a_small_positive_rate():
+    rate = _recipes().cosine(0.005, 28)
+    rates = [rate(e) for e in range(28)]
+    assert rates[0] == 0.005 > rates[1]
+    assert all(a > b for a, b in zip(rates[1:], rates[2:]))
+    assert 0 < rates[-1] < 0.01 * 0.005
