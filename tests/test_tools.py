@@ -1,5 +1,6 @@
 """tools/cnn_recipes.py: the guard on its scoring images and its schedule (the training itself needs full MNIST)."""
 import importlib.util
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -43,5 +44,5 @@ def test_cosine_schedule_peaks_first_then_falls_to_a_small_positive_rate():
     rate = _recipes().cosine(0.005, 28)
     rates = [rate(e) for e in range(28)]
     assert rates[0] == 0.005 > rates[1]
-    assert all(a > b for a, b in zip(rates[1:], rates[2:]))
+    assert all(a > b for a, b in itertools.pairwise(rates[1:]))
     assert 0 < rates[-1] < 0.01 * 0.005
