@@ -46,3 +46,8 @@ def test_cosine_schedule_peaks_first_then_falls_to_a_small_positive_rate():
     assert rates[0] == 0.005 > rates[1]
     assert all(a > b for a, b in itertools.pairwise(rates[1:]))
     assert 0 < rates[-1] < 0.01 * 0.005
+
+
+def test_scoring_images_names_a_missing_file_and_the_fix(tmp_path):
+    with pytest.raises(data.MnistFileError, match="missing.npz.*--mnist"):
+        _recipes().scoring_images(tmp_path / "missing.npz", np.zeros((0, 28, 28), np.uint8))

@@ -43,7 +43,8 @@ def cosine(peak: float, epochs: int, hold: int = 1):
 
 
 def scoring_images(path: Path, offline):
-    arrays = data.read_npz(path)
+    arrays = data.read_npz(path, fix="Give a full Keras-format mnist.npz with --mnist, or fetch one into the Keras "
+                                    "cache with network access: keras.datasets.mnist.load_data().")
     x, y = arrays["x_train"][FIRST:LAST], arrays["y_train"][FIRST:LAST]
     if len(y) != LAST - FIRST:
         raise SystemExit(f"{path}: x_train has {len(arrays['y_train'])} images; a full MNIST file has 60,000")
@@ -73,7 +74,10 @@ def main(argv=None):
     keep, held = data.stratified_split(mnist.y_train, fraction=0.1, seed=0)
     x_tr, y_tr = mnist.x_train[keep], mnist.y_train[keep]
     val_ds = data.make_dataset(mnist.x_train[held], mnist.y_train[held], 256, shuffle=False)
-    x_score, y_score = scoring_images(args.mnist, np.concatenate([mnist.x_train, mnist.x_test]))
+    try:
+        x_score, y_score = scoring_images(args.mnist, np.concatenate([mnist.x_train, mnist.x_test]))
+    except data.MnistFileError as err:          # missing or corrupt file: the message names it and the fix
+        raise SystemExit(str(err)) from None
 
     print(f"{'recipe':9s} {'seed':>4s} {'filters':>8s} {'epochs':>6s} {'s/epoch':>7s} "
           f"{'val (400)':>9s} {'MNIST 50k-60k':>13s}")
