@@ -27,7 +27,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 TF_ONLY = {"preprocess": "tf.data", "linear": "tf.GradientTape", "softmax": "tf.GradientTape"}
 COLUMNS = ("stage", "mode", "backend", "device", "device_name", "compute_capability", "policy", "jit_compile",
            "batch_size", "steps", "steps_per_execution", "repeats", "first_call_s", "median_s", "iqr_s", "min_s",
-           "max_s", "us_per_step", "samples_per_s", "tflops", "gbps", "pct_peak", "peak_row", "status", "note",
+           "max_s", "us_per_step", "samples_per_s", "tflops", "gbps", "pct_peak", "peak_row", "peak_precision",
+           "status", "note",
            "tensorflow", "keras", "backend_version", "python")
 FLOPS_NOTE = "training FLOPs = 3 x forward (backward costs about twice the forward pass)"
 QUICK = {"repeats": 3, "steps": 2, "min_time_s": 0.05}
@@ -136,16 +137,64 @@ def _card(info):
     return row, (f"{row['name']} ({how})" if row else how)
 
 
-def _peak_tflops(info: dict, policy: str):
-    """The card's peak for this policy from the table of notebook 07, or None off the table (or on a CPU).
+def tf32_enabled(backend: str) -> bool:
+    """Whether float32 matrix products may run as TF32 on Tensor Cores (compute capability 8.0 and later).
 
-    A name shared by several rows (RTX 3080 10/12 GB) is resolved by the device's memory, `info["vram_gib"]`.
+    TensorFlow: on by default (tf.config.experimental.tensor_float_32_execution_enabled; NVIDIA_TF32_OVERRIDE=0
+    turns it off). JAX: its default matmul precision allows TF32 unless jax_default_matmul_precision is
+    "highest"/"float32". PyTorch: torch.backends.cuda.matmul.allow_tf32 (off by default since 1.12).
+    """
+    if os.environ.get("NVIDIA_TF32_OVERRIDE") == "0":
+        return False
+    if backend == "tensorflow":
+        from .env import import_tensorflow
+
+        return bool(import_tensorflow().config.experimental.tensor_float_32_execution_enabled())
+    if backend == "jax":
+        import jax
+
+        precision = str(jax.config.jax_default_matmul_precision or "default").lower()
+        return precision not in ("highest", "float32", "precision.highest")
+    import torch
+
+    return bool(torch.backends.cuda.matmul.allow_tf32)
+
+
+def _peak_tflops(info: dict, policy: str):
+    """(peak TFLOPS, precision read against) for this policy from the table of notebook 07; (None, "") off the
+    table or on a CPU.
+
+    float32 rows are read against the TF32 peak where the card has TF32 and `info["tf32"]` says it is on
+    (TensorFlow's default from compute capability 8.0): an A100 runs float32 GEMMs at up to 156 TFLOPS there,
+    not 19.5. A name shared by several rows (RTX 3080 10/12 GB) is resolved by `info["vram_gib"]`.
     """
     from .cards import peak_tflops
 
     card, _ = _card(info)
+    if not card:
+        return None, ""
     precision = {"mixed_float16": "fp16", "mixed_bfloat16": "bf16"}.get(policy, "fp32")
-    return peak_tflops(card, precision) if card else None
+    if precision == "fp32" and info.get("tf32") and card["tf32_native"] and card["tf32_tensor_tflops"]:
+        precision = "tf32"
+    return peak_tflops(card, precision), precision
+
+
+PEAK_HEADROOM = 0.15    # GeForce cards boost past their rated clock: 4090 FP16 measured 165.6 against 165.2 rated
+
+
+def peak_check(table, headroom: float = PEAK_HEADROOM) -> list:
+    """Sentences for the rows whose percent of peak passes 100 % by more than `headroom` (empty when all is well).
+
+    On a real card such a row means the peak it was read against is wrong (another variant, TF32 on but read
+    as FP32) or the timing is (work skipped, not synchronised): worth a sentence, not a stopped notebook.
+    """
+    import pandas as pd
+
+    pct = pd.to_numeric(table["pct_peak"], errors="coerce")
+    over = table[pct > 100 * (1 + headroom)]
+    return [f"{r['stage']} {r['mode']}: {float(r['pct_peak']):.0f} % of the {r.get('peak_precision') or ''} peak of "
+            f"{r['peak_row']}: check that this is the right row and that TF32 is read as such"
+            for _, r in over.iterrows()]
 
 
 class _Stage:
@@ -420,6 +469,7 @@ def run(stages=None, modes=None, *, repeats: int | None = None, batch_size: int 
         raise BenchArgumentError(f"Keras is already running on {active!r}; set KERAS_BACKEND={backend} before "
                                  f"Keras is imported (or use python -m helpers.bench --backend {backend})")
     info = device_info(backend)
+    info["tf32"] = info["device"] == "GPU" and tf32_enabled(backend)
     policy_mixed, mixed_reason = mixed_policy(info, force_mixed)
     card, peak_row = _card(info)
     common = {"backend": backend, **{k: v for k, v in info.items() if k in COLUMNS}, "batch_size": batch_size,
@@ -509,13 +559,15 @@ def _result(built, t: Timing, row, info, card) -> dict:
         out["note"] += "; Keras fell back to jit_compile=False"
     if built.flops:
         out["tflops"] = round(built.flops / t.median_s / 1e12, 6)
-        peak = _peak_tflops(info, row["policy"])
+        peak, precision = _peak_tflops(info, row["policy"])
         if peak:
             out["pct_peak"] = round(100 * out["tflops"] / peak, 3)
+            out["peak_precision"] = precision
     if row["stage"] == "bandwidth" and built.bytes_moved:
         out["gbps"] = round(built.bytes_moved / t.median_s / 1e9, 3)
         if card:
             out["pct_peak"] = round(100 * out["gbps"] / card["bandwidth_gbs"], 3)
+            out["peak_precision"] = "bandwidth"
     if row["backend"] == "jax" and not row["jit_compile"] and row["stage"] not in ("matmul", "bandwidth"):
         out["note"] += "; JAX without jit runs op by op (eager), so its float32/mixed rows are slow by design"
     return out

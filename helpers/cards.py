@@ -4,12 +4,18 @@ Used by notebooks 06 and 07, `helpers.bench` (percent of peak, the mixed-precisi
 `helpers.gpu` (recommendations). The memory estimator lives in `helpers.memory`, the roofline in
 `helpers.roofline`.
 
-The table holds the desktop GeForce 10/16/20/30/40 cards (`segment` "geforce") and the data-centre cards
+The table holds the desktop GeForce 10/16/20/30/40/50 cards (`segment` "geforce") and the data-centre cards
 that learners meet on Colab, Kaggle and rented machines (`segment` "data centre": T4, P100, L4, A100,
-H100), so detection and percent of peak work there too. Tensor Core columns are dense peaks:
-`fp16_tc_fp32acc_tflops` is FP16 with FP32 accumulate, the rate Keras mixed precision uses;
-`fp16_tc_fp16acc_tflops` is the FP16-accumulate figure NVIDIA advertises for GeForce cards (twice the
-former there; the same on data-centre cards, whose Tensor Cores accumulate in FP32 at full rate).
+H100, H200, and the RTX PRO 6000 Blackwell of Colab's G4 runtime), so detection and percent of peak work
+there too. Tensor Core columns are dense peaks: `fp16_tc_fp32acc_tflops` is FP16 with FP32 accumulate, the
+rate Keras mixed precision uses; `fp16_tc_fp16acc_tflops` is the FP16-accumulate figure NVIDIA advertises
+for GeForce cards (twice the former there; the same on data-centre cards, whose Tensor Cores accumulate in
+FP32 at full rate); `fp8_tensor_tflops` is FP8 with FP32 accumulate on GeForce (half NVIDIA's FP8 headline
+there) and the datasheet's dense FP8 figure on data-centre cards.
+
+`SOFTWARE` says, per architecture, whether today's pip TensorFlow, PyTorch and JAX run on it and until when
+CUDA supports it, with sources; `software_support` reads it and `setup_warning` turns it into the sentence
+that `helpers.env.setup` prints on a card where the course's default backend fails.
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ SEGMENTS = ("geforce", "data centre")
 # Sources: NVIDIA Pascal (GP100, GP104), Volta, Turing, Ampere (GA100, GA102), Ada and Hopper whitepapers;
 # CUDA C Programming Guide, "Compute Capabilities" (FP16 at 1/64 of FP32 on compute capability 6.1).
 ARCHITECTURES = {
-    "6.0": ("Pascal", "P100: FP16 at 2x FP32 on the CUDA cores, no Tensor Cores"),
+    "6.0": ("Pascal", "P100: no Tensor Cores; FP16 at 2x FP32 on the CUDA cores"),
     "6.1": ("Pascal", "GeForce 10: no Tensor Cores, FP16 at 1/64 of the FP32 rate; mixed precision cannot help"),
     "7.0": ("Volta", "V100: 1st-generation Tensor Cores (FP16)"),
     "7.5": ("Turing", "RTX 20 and T4: 2nd-generation Tensor Cores for FP16 (INT8/INT4); no TF32 or bf16. "
@@ -35,9 +41,75 @@ ARCHITECTURES = {
     "8.0": ("Ampere", "A100: 3rd-generation Tensor Cores with TF32 (8x FP32) and bf16"),
     "8.6": ("Ampere", "RTX 30: 3rd-generation Tensor Cores with bf16 besides FP16; dense TF32 at the FP32 rate"),
     "8.9": ("Ada Lovelace", "RTX 40 and L4: 4th-generation Tensor Cores, adds FP8"),
-    "9.0": ("Hopper", "H100: 4th-generation Tensor Cores with FP8 and the Transformer Engine"),
+    "9.0": ("Hopper", "H100, H200: 4th-generation Tensor Cores with FP8 and the Transformer Engine"),
+    "10.0": ("Blackwell", "B200 (data centre): 5th-generation Tensor Cores with FP4; not in this table"),
+    "12.0": ("Blackwell", "RTX 50 and RTX PRO 6000: 5th-generation Tensor Cores with FP4; dense TF32 at the FP32 "
+                          "rate on GeForce"),
 }
 NO_FAST_16BIT = "no fast 16-bit units: stay in float32"
+NO_TENSOR_CORES = "no Tensor Cores; FP16 runs at 2x FP32 on the CUDA cores, so the course stays in float32 (measure " \
+                  "with --force-mixed)"
+
+# What runs on each architecture in late 2026 (sources: ../shared/REFERENCE.md section 7 of the project).
+# - CUDA: NVIDIA's CUDA 12.8 release notes mark Maxwell, Pascal and Volta feature-complete; CUDA 13.0 (2025-08)
+#   removes offline compilation and library support for compute capability < 7.5 (NVIDIA technical blog,
+#   "Navigating GPU Architecture Support"); driver branch R580 is the last for them.
+# - PyTorch: 2.8 dropped sm_50-sm_61 from its CUDA 12.8 wheels, 2.10/2.11 sm_70 too; only the CUDA 12.6 wheels
+#   (pip install torch --index-url https://download.pytorch.org/whl/cu126) still carry them, "to be removed in
+#   future releases" (pytorch#157517, pytorch#172352: the support matrix, Blackwell 10.0 and 12.0 in cu128/cu130).
+# - TensorFlow: pip wheels are built with CUDA 12 for sm_60 and later; on compute capability 12.0 they fail
+#   with CUDA_ERROR_INVALID_PTX / "not built with CUDA kernel binaries compatible with compute capability 12.0"
+#   (tensorflow#89272, #97387, #99592, #101746; tf-nightly 2.22.dev still failing in 2026-06). NVIDIA's NGC
+#   TensorFlow containers run there.
+# - JAX: its install guide's GPU wheel is jax[cuda13] (CUDA 13: compute capability 7.5 and later, Blackwell
+#   included); NVIDIA's JAX-Toolbox builds for sm_75 ... compute_120.
+SOFTWARE = {
+    "pascal_volta": {
+        "tensorflow": "yes (pip wheels: CUDA 12, sm_60 and later)", "tensorflow_runs": True,
+        "pytorch": "only the CUDA 12.6 wheels (--index-url .../whl/cu126), which PyTorch will drop",
+        "jax": "no: jax[cuda13] needs compute capability 7.5",
+        "cuda": "ended: CUDA 12.x is the last (CUDA 13 removed compute capability < 7.5)", "cuda_ended": True},
+    "current": {
+        "tensorflow": "yes", "tensorflow_runs": True, "pytorch": "yes", "jax": "yes (jax[cuda13])",
+        "cuda": "supported (CUDA 13)", "cuda_ended": False},
+    "blackwell_rtx": {
+        "tensorflow": "no: pip TensorFlow fails (CUDA_ERROR_INVALID_PTX); NVIDIA's NGC container runs",
+        "tensorflow_runs": False, "pytorch": "yes (CUDA 12.8 and 13 wheels)", "jax": "yes (jax[cuda13])",
+        "cuda": "supported (CUDA 12.8 and later)", "cuda_ended": False},
+}
+WAY_OUT = ("run notebooks 04-06 on Keras's JAX or PyTorch backend (pip install -r requirements-jax.txt or "
+           "requirements-torch.txt, then KERAS_BACKEND=jax or torch before starting JupyterLab), or TensorFlow "
+           "in NVIDIA's NGC container (README, GPU set-up)")
+
+
+def software_support(compute_capability) -> dict:
+    """What runs on an architecture: tensorflow, pytorch, jax and cuda as short sentences, with the flags
+    `tensorflow_runs` and `cuda_ended` (sources: the comment above SOFTWARE). None or "" means the CPU."""
+    if not compute_capability:
+        return {"tensorflow": "yes", "tensorflow_runs": True, "pytorch": "yes", "jax": "yes", "cuda": "no GPU",
+                "cuda_ended": False}
+    value = float(compute_capability)
+    key = "pascal_volta" if value < 7.5 else "blackwell_rtx" if value >= 12.0 else "current"
+    return dict(SOFTWARE[key])
+
+
+def setup_warning(device: dict, backend: str = "tensorflow") -> str | None:
+    """The sentence to print first on a GPU where the course's backend cannot run, else None.
+
+    device: {"kind": "GPU", "name": ..., "compute_capability": "12.0"} as helpers.env.device_report gives it.
+    """
+    if device.get("kind") != "GPU" or not device.get("compute_capability"):
+        return None
+    support = software_support(device["compute_capability"])
+    name = device.get("name") or "this GPU"
+    if backend == "tensorflow" and not support["tensorflow_runs"]:
+        return (f"{name} has compute capability {device['compute_capability']} (Blackwell): pip TensorFlow has no "
+                f"kernels for it and fails with CUDA_ERROR_INVALID_PTX on the first GPU operation. Notebooks 02 and "
+                f"03 run on the CPU (CUDA_VISIBLE_DEVICES=-1); for 04-06 {WAY_OUT}.")
+    if support["cuda_ended"]:
+        return (f"{name} has compute capability {device['compute_capability']}: CUDA 13 dropped it. TensorFlow "
+                "still runs on it (CUDA 12 wheels); a card from Turing (RTX 20, T4) on has a future.")
+    return None
 
 
 def cpu_has_bf16() -> bool:
@@ -69,7 +141,9 @@ def mixed_policy(compute_capability=None, name: str = "", cpu_bf16: bool | None 
         return "mixed_bfloat16", f"{arch['architecture']}: Tensor Cores run bfloat16 at the FP16 rate, no loss scaling"
     if arch["tensor_cores"]:
         return "mixed_float16", f"{arch['architecture']}: FP16 Tensor Cores (bfloat16 would be emulated)"
-    return None, f"{arch['architecture']} without Tensor Cores: {NO_FAST_16BIT}"
+    if str(compute_capability) == "6.1":
+        return None, f"{arch['architecture']} (GeForce 10): no Tensor Cores, FP16 at 1/64 of FP32: {NO_FAST_16BIT}"
+    return None, f"{arch['architecture']}: {NO_TENSOR_CORES}"
 
 
 def architecture(compute_capability, name: str = "") -> dict:
@@ -86,7 +160,8 @@ def architecture(compute_capability, name: str = "") -> dict:
         value = float(cc)
     except ValueError:
         raise ValueError(f"architecture({compute_capability!r}): a compute capability looks like '8.6'") from None
-    arch, summary = ARCHITECTURES.get(cc, ("newer than Hopper" if value > 9.0 else "older than Pascal",
+    arch, summary = ARCHITECTURES.get(cc, ("newer than Blackwell" if value > 12.0 else "Blackwell" if value >= 10
+                                           else "Jetson or other" if value >= 6.0 else "older than Pascal",
                                            "not covered by this course's table"))
     gtx16 = "GTX 16" in name.upper().replace("GEFORCE ", "")
     tensor = value >= 7.0 and not gtx16
@@ -148,12 +223,18 @@ def _norm(name: str) -> str:
     return " ".join(text.split())
 
 
+MEMORY_TOLERANCE = 0.10     # a device whose memory differs from its row's by more than this is another variant
+
+
 def match_card(name: str, vram_gib: float | None = None, specs=None, explain: bool = False):
     """The table row for a device name such as 'NVIDIA GeForce RTX 3060' or 'Tesla T4' (None if unknown).
 
-    Names shared by several memory sizes ('RTX 3080': 10 or 12 GB; 'A100': 40 or 80 GB) are told apart by
-    `vram_gib`, the memory the device reports (GiB); without it such a name matches nothing rather than
-    a guess. explain=True returns (row, how) where `how` says which rule picked the row.
+    Names shared by several memory sizes ('RTX 3080': 10 or 12 GB; 'A100-SXM4': 40 or 80 GB) are told apart by
+    `vram_gib`, the memory the device reports (GiB); without it such a name matches nothing rather than a
+    guess. Data-centre names are matched by their row's `match` words, the most specific row first ("H100
+    PCIe" before "H100"). A row whose memory differs from the device's by more than MEMORY_TOLERANCE is
+    refused (an A100 40GB PCIe is not the 80 GB row; an H100 NVL is not the SXM row). explain=True returns
+    (row, how) where `how` says which rule picked the row, or why none was.
     """
     def result(row, how):
         return (row, how) if explain else row
@@ -163,22 +244,27 @@ def match_card(name: str, vram_gib: float | None = None, specs=None, explain: bo
     specs = specs if specs is not None else load_specs()
     wanted = _norm(name)
     tokens = set(wanted.split())
-    for row in specs:
-        if _norm(row["name"]) == wanted:
-            return result(row, "name")
-    family = [row for row in specs if re.sub(r" \d+GB$", "", _norm(row["name"])) == wanted]
+    exact = [row for row in specs if _norm(row["name"]) == wanted]
+    family = exact or [row for row in specs if re.sub(r" \d+GB$", "", _norm(row["name"])) == wanted]
     if not family:   # data-centre names vary ("Tesla T4", "NVIDIA A100-SXM4-40GB"): the row's match words
-        family = [row for row in specs if row["match"] and set(row["match"].upper().split()) <= tokens]
+        hits = [row for row in specs if row["match"] and set(row["match"].upper().split()) <= tokens]
+        most = max((len(row["match"].split()) for row in hits), default=0)
+        family = [row for row in hits if len(row["match"].split()) == most]
         sized = [row for row in family if f"{row['vram_gb']:.0f}GB" in tokens]
         family = sized or family
-    if len(family) == 1:
-        return result(family[0], "name")
-    if family and vram_gib:
+    if len(family) > 1 and vram_gib:
         row = min(family, key=lambda r: abs(r["vram_gb"] - vram_gib))
-        return result(row, f"name shared by {len(family)} rows; {vram_gib:.1f} GiB of memory picked {row['name']}")
-    if family:
+        how = f"name shared by {len(family)} rows; {vram_gib:.1f} GiB of memory picked {row['name']}"
+    elif len(family) == 1:
+        row, how = family[0], "name"
+    elif family:
         return result(None, f"{name!r} matches {', '.join(r['name'] for r in family)}: give the memory size")
-    return result(None, f"{name!r} is not in the table")
+    else:
+        return result(None, f"{name!r} is not in the table")
+    if vram_gib and abs(vram_gib - row["vram_gb"]) > MEMORY_TOLERANCE * row["vram_gb"]:
+        return result(None, f"{name!r} reports {vram_gib:.1f} GiB but the closest row, {row['name']}, has "
+                            f"{row['vram_gb']:.0f} GB: another variant, not in the table (no row used)")
+    return result(row, how)
 
 
 def peak_tflops(card: dict, precision: str) -> float:
@@ -234,7 +320,7 @@ def detect() -> dict | None:
 def table_text(specs=None) -> str:
     """The spec table as aligned text (python -m helpers.gpu table)."""
     specs = specs if specs is not None else load_specs()
-    head = (f"{'card':<18} {'arch':<12} {'CC':>3} {'GB':>3} {'GB/s':>6} {'FP32':>6} {'FP16TC':>7} {'(f16acc)':>8} "
+    head = (f"{'card':<22} {'arch':<12} {'CC':>4} {'GB':>3} {'GB/s':>6} {'FP32':>6} {'FP16TC':>7} {'(f16acc)':>8} "
             f"{'bf16':>6} {'FP8':>6} {'W':>4} {'$':>5}  checked")
     lines = [head, "-" * len(head)]
 
@@ -245,11 +331,13 @@ def table_text(specs=None) -> str:
         if c["segment"] != segment:
             segment = c["segment"]
             lines.append(f"[{segment}]")
-        lines.append(f"{c['name']:<18} {c['architecture']:<12} {c['compute_capability']:>3} {f(c['vram_gb'], '{:.0f}'):>3} "
+        lines.append(f"{c['name']:<22} {c['architecture']:<12} {c['compute_capability']:>4} {f(c['vram_gb'], '{:.0f}'):>3} "
                      f"{f(c['bandwidth_gbs'], '{:.0f}'):>6} {f(c['fp32_tflops']):>6} {f(c['fp16_tc_fp32acc_tflops']):>7} "
                      f"{f(c['fp16_tc_fp16acc_tflops']):>8} {f(c['bf16_tensor_tflops']):>6} "
                      f"{f(c['fp8_tensor_tflops']):>6} {f(c['tdp_w'], '{:.0f}'):>4} "
                      f"{f(c['launch_price_usd'], '{:.0f}'):>5}  {c['checked']}")
     lines.append("TFLOPS are dense peaks. FP16TC: Tensor Cores with FP32 accumulate (what Keras mixed precision "
-                 "uses); (f16acc): with FP16 accumulate, NVIDIA's GeForce headline. Sources: data/README.md.")
+                 "uses); (f16acc): with FP16 accumulate, NVIDIA's GeForce headline; FP8: with FP32 accumulate on "
+                 "GeForce (half NVIDIA's FP8 headline), datasheet dense FP8 on data-centre cards. $: launch price, "
+                 "history for cards no longer sold new. Sources: data/README.md.")
     return "\n".join(lines)

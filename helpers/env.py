@@ -217,6 +217,10 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
         pass
     info = {**versions(), "device": device_report(tf), "seed": seed,
             "platform": "Colab" if IN_COLAB else "Kaggle" if IN_KAGGLE else "local"}
+    gpu_warning = gpu_setup_warning(info["device"])
+    if gpu_warning:       # first, before any cell fails with a PTX error deep inside TensorFlow
+        print("Note:", gpu_warning)
+    info["gpu_warning"] = gpu_warning
     for warning in check_versions(info):
         print("Note:", warning)
     if (IN_COLAB or IN_KAGGLE) and info["device"]["kind"] != "GPU":
@@ -228,6 +232,16 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
         print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}, "
               f"Python {info['python']} on {where}, {info['platform']}; seed {seed}")
     return info
+
+
+def gpu_setup_warning(device: dict, backend: str | None = None) -> str | None:
+    """The sentence setup() prints first where the GPU cannot run the course's backend (helpers.cards.setup_warning).
+
+    backend: the Keras backend in use (default: $KERAS_BACKEND, else tensorflow).
+    """
+    from .cards import setup_warning
+
+    return setup_warning(device, backend or os.environ.get("KERAS_BACKEND", "tensorflow"))
 
 
 def testing_environment(environ=None) -> dict:

@@ -11,12 +11,16 @@ from helpers import env, gpu
 SPECS = gpu.load_specs()
 BY_NAME = {c["name"]: c for c in SPECS}
 GEFORCE = [c for c in SPECS if c["segment"] == "geforce"]
-CC = {"Pascal": "6.1", "Turing": "7.5", "Ampere": "8.6", "Ada Lovelace": "8.9"}
+CC = {"Pascal": "6.1", "Turing": "7.5", "Ampere": "8.6", "Ada Lovelace": "8.9", "Blackwell": "12.0"}
+# NVIDIA's published "AI TOPS" of the RTX 50 cards (product pages; FP4 with sparsity, 32 x the FP32 rate):
+# an independent check of the FP32 column derived from cores and boost clock
+AI_TOPS = {"RTX 5050": 421, "RTX 5060": 614, "RTX 5060 Ti 8GB": 759, "RTX 5060 Ti 16GB": 759, "RTX 5070": 988,
+           "RTX 5070 Ti": 1406, "RTX 5080": 1801, "RTX 5090": 3352}
 
 
 def test_table_covers_every_series_with_a_source_on_every_row():
     assert len(GEFORCE) >= 30 and len(BY_NAME) == len(SPECS)
-    assert {c["series"] for c in GEFORCE} == {"GTX 10", "GTX 16", "RTX 20", "RTX 30", "RTX 40"}
+    assert {c["series"] for c in GEFORCE} == {"GTX 10", "GTX 16", "RTX 20", "RTX 30", "RTX 40", "RTX 50"}
     assert all(c["source"] and c["checked"] in ("primary", "secondary", "unchecked") for c in SPECS)
     assert all(c["vram_gb"] and c["bandwidth_gbs"] and c["fp32_tflops"] and c["tdp_w"] for c in SPECS)
     assert gpu.load_specs(segment="geforce") == GEFORCE
@@ -24,7 +28,8 @@ def test_table_covers_every_series_with_a_source_on_every_row():
 
 def test_the_cards_learners_get_on_colab_kaggle_and_here_are_rows():
     dc = {c["name"]: c for c in SPECS if c["segment"] == "data centre"}
-    assert {"T4", "P100 PCIe 16GB", "L4", "A100 SXM4 40GB", "H100 SXM 80GB"} <= set(dc)
+    assert {"T4", "P100 PCIe 16GB", "P100 SXM2 16GB", "L4", "A100 SXM4 40GB", "A100 SXM4 80GB", "A100 PCIe 80GB",
+            "H100 SXM 80GB", "H100 PCIe 80GB", "H200 SXM 141GB", "RTX PRO 6000 Blackwell"} <= set(dc)
     assert all(c["launch_price_usd"] is None for c in dc.values())      # not sold to learners: never recommended
     assert dc["T4"]["fp16_tc_fp32acc_tflops"] == 65 and dc["T4"]["fp32_tflops"] == 8.1     # T4 datasheet
     assert dc["P100 PCIe 16GB"]["fp16_tc_fp32acc_tflops"] is None                          # no Tensor Cores
@@ -43,17 +48,24 @@ def test_row_is_internally_consistent(card):
     if card["series"] in ("GTX 10", "GTX 16"):
         assert tensor is None and card["fp16_tc_fp16acc_tflops"] is None     # no Tensor Cores
     else:
-        ratio = 4 if card["series"] == "RTX 20" else 2     # RTX 30/40 doubled FP32, not the Tensor Cores
-        assert tensor == pytest.approx(ratio * card["fp32_tflops"], rel=0.01)
-        # GeForce runs FP16 with FP32 accumulate at half the FP16-accumulate rate NVIDIA advertises
-        assert card["fp16_tc_fp16acc_tflops"] == pytest.approx(2 * tensor, abs=0.11)
-    native = arch in ("Ampere", "Ada Lovelace")
+        per_clock = 8 if card["series"] == "RTX 20" else 4   # RTX 30 on doubled FP32, not the Tensor Cores
+        unrounded = per_clock * card["cuda_cores"] * card["boost_clock_mhz"] / 1e6
+        assert tensor == round(unrounded, 1)
+        # GeForce runs FP16 with FP32 accumulate at half the FP16-accumulate rate NVIDIA advertises; both columns
+        # come from the unrounded product (12 rows were 0.1 off when the second doubled the rounded first)
+        assert card["fp16_tc_fp16acc_tflops"] == round(2 * unrounded, 1)
+    native = arch in ("Ampere", "Ada Lovelace", "Blackwell")
     assert card["bf16_native"] is native and card["tf32_native"] is native                   # from Ampere on
     assert (card["bf16_tensor_tflops"] is not None) == native
     if native:   # dense TF32 on GeForce runs at the FP32 rate (GA102, Ada whitepapers)
         assert card["tf32_tensor_tflops"] == pytest.approx(card["fp32_tflops"], rel=0.01)
-    assert (card["fp8_tensor_tflops"] is not None) == (arch == "Ada Lovelace")                 # FP8 from Ada on
-    assert card["launch_date"][:4] in {"2016", "2017", "2018", "2019", "2020", "2021", "2022", "2023", "2024"}
+    assert (card["fp8_tensor_tflops"] is not None) == (arch in ("Ada Lovelace", "Blackwell"))    # FP8 from Ada on
+    if card["fp8_tensor_tflops"]:     # FP8 with FP32 accumulate on GeForce runs at the FP16-accumulate rate
+        assert card["fp8_tensor_tflops"] == card["fp16_tc_fp16acc_tflops"]
+    if arch == "Blackwell":
+        fp32 = 2 * card["cuda_cores"] * card["boost_clock_mhz"] / 1e6            # unrounded
+        assert card["compute_capability"] == "12.0" and 32 * fp32 == pytest.approx(AI_TOPS[card["name"]], rel=0.002)
+    assert 2016 <= int(card["launch_date"][:4]) <= 2025
 
 
 @pytest.mark.parametrize("card", [c for c in SPECS if c["segment"] == "data centre"], ids=lambda c: c["name"])
@@ -88,10 +100,28 @@ def test_figures_checked_against_whitepapers():
     ("NVIDIA A100-SXM4-40GB", None, "A100 SXM4 40GB"),
     ("NVIDIA Quadro RTX 8000", None, None),
     ("", None, None),
+    ("NVIDIA GeForce RTX 5090", 31.4, "RTX 5090"),
+    ("NVIDIA GeForce RTX 5060 Ti", 15.9, "RTX 5060 Ti 16GB"),
+    ("NVIDIA GeForce RTX 5060 Ti", 7.96, "RTX 5060 Ti 8GB"),
+    ("NVIDIA RTX PRO 6000 Blackwell Server Edition", 95.0, "RTX PRO 6000 Blackwell"),   # Colab's G4
+    ("NVIDIA A100-SXM4-80GB", 79.2, "A100 SXM4 80GB"),
+    ("NVIDIA A100 80GB PCIe", 79.2, "A100 PCIe 80GB"),
+    ("NVIDIA H100 PCIe", 79.6, "H100 PCIe 80GB"),
+    ("NVIDIA H200", 140.4, "H200 SXM 141GB"),
+    ("Tesla P100-SXM2-16GB", 15.9, "P100 SXM2 16GB"),
+    ("NVIDIA H100 NVL", 93.1, None),                      # 94 GB: not the SXM row, and not in the table
+    ("NVIDIA A100-PCIE-40GB", 39.4, None),                # the 80 GB PCIe row is another card
+    ("NVIDIA GeForce RTX 3060", 7.9, None),               # the 8 GB RTX 3060 is not the 12 GB row
 ])
 def test_match_card(name, vram, expected):
     row = gpu.match_card(name, vram)
     assert (row["name"] if row else None) == expected
+
+
+def test_a_row_whose_memory_differs_by_more_than_ten_percent_is_refused_and_said():
+    row, how = gpu.match_card("NVIDIA H100 NVL", 93.1, explain=True)
+    assert row is None and "93.1 GiB" in how and "H100 SXM 80GB" in how and "no row used" in how
+    assert gpu.match_card("Tesla T4", 15.0)["name"] == "T4"         # 15 GiB of a 16 GB card: within 10 %
 
 
 def test_a_shared_name_falls_back_on_memory_and_says_so():
@@ -105,6 +135,9 @@ def test_a_shared_name_falls_back_on_memory_and_says_so():
     ("Tesla T4, 7.5, 15360, 535.104.05", "T4"),            # Colab and Kaggle's T4 reports 15 GiB
     ("NVIDIA L4, 8.9, 23034, 550.54.15", "L4"),
     ("NVIDIA H100 80GB HBM3, 9.0, 81559, 550.54.15", "H100 SXM 80GB"),
+    ("NVIDIA GeForce RTX 5090, 12.0, 32607, 575.51.02", "RTX 5090"),
+    ("NVIDIA GeForce RTX 5060 Ti, 12.0, 16311, 575.51.02", "RTX 5060 Ti 16GB"),
+    ("NVIDIA H200, 9.0, 143771, 570.124.06", "H200 SXM 141GB"),
 ])
 def test_detect_data_centre_cards_by_name_and_memory(monkeypatch, smi, card):
     monkeypatch.setattr("shutil.which", lambda cmd: "/usr/bin/nvidia-smi")
@@ -119,19 +152,22 @@ def test_detect_data_centre_cards_by_name_and_memory(monkeypatch, smi, card):
     assert row["vram_gb"] == pytest.approx(found["vram_gb"] * gpu.GB / gpu.GIB, rel=0.1)   # the memory agrees
 
 
-@pytest.mark.parametrize("name, cc, policy", [
-    ("NVIDIA GeForce GTX 1080 Ti", "6.1", None),                 # FP16 at 1/64 of FP32, no bf16 units
-    ("NVIDIA GeForce GTX 1660 SUPER", "7.5", None),              # Turing without Tensor Cores
-    ("Tesla P100-PCIE-16GB", "6.0", None),
-    ("NVIDIA GeForce RTX 2080 Ti", "7.5", "mixed_float16"),
-    ("Tesla T4", "7.5", "mixed_float16"),
-    ("NVIDIA GeForce RTX 3090", "8.6", "mixed_bfloat16"),
-    ("NVIDIA GeForce RTX 4090", "8.9", "mixed_bfloat16"),
+@pytest.mark.parametrize("name, cc, policy, why", [
+    ("NVIDIA GeForce GTX 1080 Ti", "6.1", None, "1/64"),           # FP16 at 1/64 of FP32: no fast 16-bit unit
+    ("NVIDIA GeForce GTX 1660 SUPER", "7.5", None, "--force-mixed"),  # fast FP16 (2x) but no Tensor Cores
+    ("Tesla P100-PCIE-16GB", "6.0", None, "--force-mixed"),        # the same on the P100
+    ("NVIDIA GeForce RTX 2080 Ti", "7.5", "mixed_float16", "FP16 Tensor Cores"),
+    ("Tesla T4", "7.5", "mixed_float16", "FP16 Tensor Cores"),
+    ("NVIDIA GeForce RTX 3090", "8.6", "mixed_bfloat16", "bfloat16"),
+    ("NVIDIA GeForce RTX 4090", "8.9", "mixed_bfloat16", "bfloat16"),
+    ("NVIDIA GeForce RTX 5090", "12.0", "mixed_bfloat16", "bfloat16"),
 ])
-def test_mixed_policy_rule(name, cc, policy):
+def test_mixed_policy_rule(name, cc, policy, why):
     got, reason = gpu.mixed_policy(cc, name)
-    assert got == policy
-    assert ("stay in float32" in reason) == (policy is None)
+    assert got == policy and why in reason
+    assert ("float32" in reason) == (policy is None)
+    if cc in ("7.5", "6.0") and policy is None:
+        assert "2x FP32" in reason and "no fast 16-bit" not in reason
 
 
 def test_mixed_policy_on_a_cpu_follows_its_instructions():
@@ -159,7 +195,7 @@ def test_detect_on_this_cpu_machine_is_none(monkeypatch):
 
 
 def test_7b_qlora_fits_a_12gb_card_and_full_training_fits_none():
-    rec = gpu.recommend(7e9, "qlora", "int4", "adam")
+    rec = gpu.recommend(7e9, "qlora", "int4", "adam", prices="launch")
     assert "RTX 3060 12GB" in rec.fits and rec.estimate.total_gb < 12 * gpu.GIB / gpu.GB * 0.9
     assert not set(rec.fits) & {"T4", "L4", "H100 SXM 80GB"}          # data-centre rows are not for sale
     per_dollar = [c["per_dollar"] for c in rec.cards if c["per_dollar"] is not None]
@@ -169,10 +205,10 @@ def test_7b_qlora_fits_a_12gb_card_and_full_training_fits_none():
 
 
 def test_recommend_respects_budget_and_headroom():
-    rec = gpu.recommend(1e9, "inference", "fp16", "none", budget_usd=400)
+    rec = gpu.recommend(1e9, "inference", "fp16", "none", budget_usd=400, prices="launch")
     assert rec.fits and all(BY_NAME[n]["launch_price_usd"] <= 400 for n in rec.fits)
     assert rec.rank_by == "bandwidth_gbs"
-    tight = gpu.recommend(1e9, "inference", "fp16", "none", headroom=0.0)
+    tight = gpu.recommend(1e9, "inference", "fp16", "none", headroom=0.0, prices="launch")
     assert set(rec.fits) <= set(tight.fits)
     with pytest.raises(ValueError, match="headroom"):
         gpu.recommend(1e9, headroom=1.5)
@@ -189,9 +225,25 @@ def test_cli_estimate_json():
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert set(result) == {"weights_gb", "gradients_gb", "optimizer_gb", "activations_gb", "kv_cache_gb",
-                           "logits_gb", "overhead_gb", "total_gb", "rule", "fits", "choice", "reason", "notes"}
+                           "logits_gb", "overhead_gb", "total_gb", "rule", "fits", "choice", "reason", "notes",
+                           "price_basis"}
     assert result["total_gb"] == pytest.approx(sum(result[k] for k in gpu.Estimate.PARTS), abs=1e-3)
     assert "RTX 3060 12GB" in result["fits"] and result["choice"] in result["fits"]
+    assert result["choice"] == "RTX 5050" and "sold new" in result["price_basis"]          # list prices today
+
+
+def test_cli_takes_the_learners_prices_and_running_cost(tmp_path):
+    prices = tmp_path / "prices.csv"
+    prices.write_text("name,price_usd\nRTX 3060 12GB,180\nRTX 5060 Ti 16GB,429\n")
+    done = _cli("estimate", "--params", "1e8", "--precision", "fp32", "--prices", str(prices), "--hours", "1000",
+                "--kwh-price", "0.30", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["choice"] == "RTX 3060 12GB" and result["price_basis"] == "your prices"
+    assert "electricity $51 for 1,000 h" in result["reason"]            # 170 W x 1,000 h x $0.30/kWh = $51
+    prices.write_text("name,price_usd\nRTX 9999,100\n")
+    bad = _cli("estimate", "--params", "1e8", "--prices", str(prices))
+    assert bad.returncode == 2 and "'RTX 9999' is not a card of the table" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_cli_table_and_detect():
@@ -210,3 +262,39 @@ def test_cli_table_and_detect():
 def test_cli_bad_arguments(args, message):
     done = _cli(*args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+# --- what runs on each card, and the sentence setup() prints first ---------------------------------------------
+@pytest.mark.parametrize("cc, tensorflow, cuda_ended", [
+    ("6.1", True, True), ("6.0", True, True), ("7.0", True, True),      # CUDA 13 dropped Pascal and Volta
+    ("7.5", True, False), ("8.6", True, False), ("9.0", True, False),
+    ("12.0", False, False),                                              # pip TensorFlow fails on Blackwell RTX
+])
+def test_software_support_by_architecture(cc, tensorflow, cuda_ended):
+    got = gpu.software_support(cc)
+    assert got["tensorflow_runs"] is tensorflow and got["cuda_ended"] is cuda_ended
+    assert all(got[k] for k in ("tensorflow", "pytorch", "jax", "cuda"))
+
+
+def test_a_cc_12_gpu_under_tensorflow_gets_the_sentence_first(monkeypatch):
+    rtx5090 = {"kind": "GPU", "name": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0", "count": 1}
+    said = env.gpu_setup_warning(rtx5090, "tensorflow")
+    assert "compute capability 12.0" in said and "CUDA_ERROR_INVALID_PTX" in said
+    assert "KERAS_BACKEND=jax or torch" in said and "NGC" in said
+    assert env.gpu_setup_warning(rtx5090, "jax") is None                 # JAX runs there: nothing to say
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert env.gpu_setup_warning(rtx5090) is None
+    monkeypatch.delenv("KERAS_BACKEND")
+    assert env.gpu_setup_warning(rtx5090) == said                        # the default backend is TensorFlow
+    t4 = {"kind": "GPU", "name": "Tesla T4", "compute_capability": "7.5", "count": 1}
+    assert env.gpu_setup_warning(t4) is None and env.gpu_setup_warning({"kind": "CPU"}) is None
+    p100 = {"kind": "GPU", "name": "Tesla P100-PCIE-16GB", "compute_capability": "6.0", "count": 1}
+    assert "CUDA 13 dropped it" in env.gpu_setup_warning(p100)
+
+
+def test_setup_prints_the_sentence_before_its_report(monkeypatch, capsys):
+    rtx5090 = {"kind": "GPU", "name": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0", "count": 1}
+    monkeypatch.setattr(env, "device_report", lambda tf=None: rtx5090)
+    info = env.setup(seed=1)
+    out = capsys.readouterr().out
+    assert info["gpu_warning"] and out.index("CUDA_ERROR_INVALID_PTX") < out.index("TensorFlow " + info["tensorflow"])
