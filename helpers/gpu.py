@@ -176,8 +176,8 @@ def recommend(params: float, mode: str = "train", precision: str = "mixed", opti
             reason += f"; electricity ${best['running_usd']:,.0f} for {hours:,.0f} h at ${usd_per_kwh}/kWh"
         if not best["framework_runs"]:
             reason += f". pip TensorFlow does not run on it (Blackwell): {WAY_OUT}"
-        if "ended" in best["cuda"]:
-            reason += f". CUDA support has ended for it ({best['cuda']})"
+        if best["cuda"].startswith("ended"):
+            reason += f". CUDA support has ended for it: {best['cuda'].removeprefix('ended: ')}"
     elif cards:
         reason = f"{len(cards)} cards fit, but none has a price here ({basis}): pass prices={{name: USD}}"
     if not cards:
