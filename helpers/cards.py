@@ -112,8 +112,27 @@ def setup_warning(device: dict, backend: str = "tensorflow") -> str | None:
     return None
 
 
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) at which its bfloat16 kernels exist; below them a bf16
+# matmul cannot be built and the process aborts ("could not create a primitive descriptor"): oneDNN docs, "CPU
+# Dispatcher Control"
+ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", "AVX10_1_512_AMX", "AVX512_CORE_AMX",
+                    "AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16", "ALL", "DEFAULT")
+
+
+def onednn_isa_cap() -> str | None:
+    """The instruction-set cap set for oneDNN (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA), if any."""
+    import os
+
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.upper() if cap else None
+
+
 def cpu_has_bf16() -> bool:
-    """True where this CPU has AVX512-BF16 or AMX-BF16 instructions (Linux: /proc/cpuinfo flags)."""
+    """True where this CPU has AVX512-BF16 or AMX-BF16 instructions (Linux: /proc/cpuinfo flags) and oneDNN may
+    use them (no ONEDNN_MAX_CPU_ISA cap below AVX512_CORE_BF16)."""
+    cap = onednn_isa_cap()
+    if cap and cap not in ONEDNN_BF16_ISAS:
+        return False
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
@@ -135,6 +154,9 @@ def mixed_policy(compute_capability=None, name: str = "", cpu_bf16: bool | None 
         has = cpu_has_bf16() if cpu_bf16 is None else cpu_bf16
         if has:
             return "mixed_bfloat16", "CPU with AVX512-BF16/AMX: bfloat16 matmuls run natively"
+        cap = onednn_isa_cap()
+        if cpu_bf16 is None and cap and cap not in ONEDNN_BF16_ISAS:
+            return None, f"oneDNN capped at {cap} (ONEDNN_MAX_CPU_ISA): no bfloat16 kernels, {NO_FAST_16BIT}"
         return None, f"CPU without AVX512-BF16/AMX: {NO_FAST_16BIT}"
     arch = architecture(compute_capability, name)
     if arch["bf16"]:
@@ -331,8 +353,9 @@ def table_text(specs=None) -> str:
         if c["segment"] != segment:
             segment = c["segment"]
             lines.append(f"[{segment}]")
-        lines.append(f"{c['name']:<22} {c['architecture']:<12} {c['compute_capability']:>4} {f(c['vram_gb'], '{:.0f}'):>3} "
-                     f"{f(c['bandwidth_gbs'], '{:.0f}'):>6} {f(c['fp32_tflops']):>6} {f(c['fp16_tc_fp32acc_tflops']):>7} "
+        lines.append(f"{c['name']:<22} {c['architecture']:<12} {c['compute_capability']:>4} "
+                     f"{f(c['vram_gb'], '{:.0f}'):>3} {f(c['bandwidth_gbs'], '{:.0f}'):>6} {f(c['fp32_tflops']):>6} "
+                     f"{f(c['fp16_tc_fp32acc_tflops']):>7} "
                      f"{f(c['fp16_tc_fp16acc_tflops']):>8} {f(c['bf16_tensor_tflops']):>6} "
                      f"{f(c['fp8_tensor_tflops']):>6} {f(c['tdp_w'], '{:.0f}'):>4} "
                      f"{f(c['launch_price_usd'], '{:.0f}'):>5}  {c['checked']}")

@@ -177,14 +177,14 @@ def contour_paths(theta0_grid, theta1_grid, J, paths: dict, optimum=None,
 
 def speedups(table, baseline: str = "float32", title: str = "Speed-up over float32 (higher is faster)",
              floor: float | None = None):
-    """Grouped bars: for each stage, baseline median / mode median (a benchmark DataFrame of helpers.bench).
+    """Grouped bars: for each stage, baseline time per step / mode time per step (helpers.bench's table).
 
     floor: the noise floor (a fraction); a grey band 1 ± floor marks differences that are not measurable."""
     import numpy as np
 
     plt = _plt()
     ok = table[table["status"] == "ok"]
-    med = ok.pivot_table(index="stage", columns="mode", values="median_s", sort=False)
+    med = ok.pivot_table(index="stage", columns="mode", values="us_per_step", sort=False)
     if baseline not in med:
         raise ValueError(f"speedups: no {baseline!r} rows to compare with; run the benchmark with that mode")
     ratio = med.rdiv(med[baseline], axis=0)
@@ -198,6 +198,29 @@ def speedups(table, baseline: str = "float32", title: str = "Speed-up over float
     ax.set_xticks(np.arange(len(ratio)) + width * (len(ratio.columns) - 1) / 2, ratio.index, fontsize=8)
     ax.set(ylabel="× float32 speed", title=title)
     ax.legend(fontsize=8, ncol=len(ratio.columns))
+    fig.tight_layout()
+    return fig
+
+
+def sweep(table, fits: dict | None = None, title: str = "cnn_train: samples/s against batch size"):
+    """Samples per second against batch size (log 2), one line per mode, from helpers.bench.sweep's rows;
+    `fits` (helpers.bench.sweep_fit) adds each mode's overhead-only ceiling, batch / intercept, dashed."""
+    import numpy as np
+
+    plt = _plt()
+    ok = table[table["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for mode, part in ok.groupby("mode", sort=False):
+        part = part.sort_values("batch_size")
+        line, = ax.plot(part["batch_size"], part["samples_per_s"], "o-", label=mode)
+        fit = (fits or {}).get(mode)
+        if fit and fit["overhead_us"] > 0:
+            b = np.array(fit["batches"], dtype=float)
+            ax.plot(b, b / (fit["overhead_us"] * 1e-6 + b * fit["us_per_sample"] * 1e-6), ":", color=line.get_color(),
+                    label=f"{mode}: {fit['overhead_us']:,.0f} µs/step + {fit['us_per_sample']:.1f} µs/sample")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="batch size", ylabel="samples per second", title=title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

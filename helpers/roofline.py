@@ -9,15 +9,21 @@ reach; t_overhead the time a step costs whatever its size (Python, the framework
 Defaults, used until `helpers.bench` has measured the card (see `calibrate`):
 - ETA_COMPUTE = 0.5: cuDNN convolutions and mid-sized GEMMs; large square GEMMs reach 0.7-0.9 of peak.
 - ETA_MEMORY = 0.8: a large device-to-device copy reaches 80-90 % of the rated bandwidth.
-- OVERHEAD_S = 0.5 ms per step: an assumption for a Keras `fit` step compiled by tf.function with one
-  step per execution. `calibrate` replaces it with the `linear` stage's measured time per step (a step
-  of two scalars, nothing but overhead).
+- OVERHEAD_S = 0.5 ms per step: an assumption for a Keras `fit` step compiled by tf.function. `calibrate`
+  replaces it with the intercept of a measured batch sweep (`helpers.bench.sweep_fit`: time per step against
+  batch size, the part no batch size removes), where one is stored.
+
+An assumption is not a figure: `projection_range` returns the fastest and slowest step over OVERHEAD_RANGE_S,
+ETA_COMPUTE_RANGE and ETA_MEMORY_RANGE (or a calibration), and notebook 07 prints that range.
 """
 from __future__ import annotations
 
 ETA_COMPUTE = 0.5
 ETA_MEMORY = 0.8
 OVERHEAD_S = 0.5e-3
+ETA_COMPUTE_RANGE = (0.35, 0.7)
+ETA_MEMORY_RANGE = (0.6, 0.9)
+OVERHEAD_RANGE_S = (0.25e-3, 1.0e-3)
 
 
 def roofline_seconds(flops: float, bytes_moved: float, card: dict, precision: str = "fp32", *,
@@ -43,29 +49,49 @@ def roofline_seconds(flops: float, bytes_moved: float, card: dict, precision: st
             "bound": bound}
 
 
-def calibrate(table, card: dict) -> dict:
+def projection_range(flops: float, bytes_moved: float, card: dict, precision: str = "fp32",
+                     calibration: dict | None = None) -> tuple:
+    """(fastest, slowest) seconds per step: the roofline at the optimistic and pessimistic ends of the ranges,
+    or at a calibration's measured figures (then the range is the measurement's, ±25 %)."""
+    if calibration and calibration.get("measured"):
+        mid = roofline_seconds(flops, bytes_moved, card, precision, eta_compute=calibration["eta_compute"],
+                               eta_memory=calibration["eta_memory"], overhead_s=calibration["overhead_s"])["seconds"]
+        return 0.75 * mid, 1.25 * mid
+    fast = roofline_seconds(flops, bytes_moved, card, precision, eta_compute=ETA_COMPUTE_RANGE[1],
+                            eta_memory=ETA_MEMORY_RANGE[1], overhead_s=OVERHEAD_RANGE_S[0])["seconds"]
+    slow = roofline_seconds(flops, bytes_moved, card, precision, eta_compute=ETA_COMPUTE_RANGE[0],
+                            eta_memory=ETA_MEMORY_RANGE[0], overhead_s=OVERHEAD_RANGE_S[1])["seconds"]
+    return fast, slow
+
+
+def calibrate(table, card: dict, sweep=None) -> dict:
     """eta_compute, eta_memory and overhead_s for `card` from a benchmark table of helpers.bench.
 
-    Reads the float32 `matmul` row (achieved / peak TFLOPS), the `bandwidth` row (achieved / rated GB/s)
-    and the float32 `linear` row (seconds per step); each figure falls back on the module default when
-    its row is missing, and `source` says which figures were measured.
+    Reads the float32 `matmul` row (achieved / peak TFLOPS), the `bandwidth` row (achieved / rated GB/s) and,
+    from a batch sweep of cnn_train where one is given, the float32 intercept (helpers.bench.sweep_fit): the
+    time a step costs whatever its batch. Each figure falls back on the module default when it is missing;
+    `source` says which were measured, `measured` lists them.
     """
     import pandas as pd
 
-    out = {"eta_compute": ETA_COMPUTE, "eta_memory": ETA_MEMORY, "overhead_s": OVERHEAD_S, "source": []}
+    out = {"eta_compute": ETA_COMPUTE, "eta_memory": ETA_MEMORY, "overhead_s": OVERHEAD_S, "measured": []}
     rows = table[(table["status"] == "ok") & (table["mode"] == "float32")]
 
     def measured(stage, column):
-        hit = rows.loc[rows["stage"] == stage, column]
-        value = hit.iloc[0] if len(hit) else None
-        return float(value) if pd.notna(value) and value != "" else None
+        hit = pd.to_numeric(rows.loc[rows["stage"] == stage, column], errors="coerce").dropna()
+        return float(hit.iloc[0]) if len(hit) else None
 
-    for key, stage, column, scale in (("eta_compute", "matmul", "pct_peak", 0.01),
-                                      ("eta_memory", "bandwidth", "pct_peak", 0.01),
-                                      ("overhead_s", "linear", "us_per_step", 1e-6)):
-        value = measured(stage, column)
+    for key, stage in (("eta_compute", "matmul"), ("eta_memory", "bandwidth")):
+        value = measured(stage, "pct_peak")
         if value:
-            out[key] = min(1.0, value * scale) if key.startswith("eta") else value * scale
-            out["source"].append(f"{key} from {stage}")
-    out["source"] = ", ".join(out["source"]) or f"defaults (no measured row for {card['name']})"
+            out[key] = min(1.0, value * 0.01)
+            out["measured"].append(f"{key} from {stage}")
+    if sweep is not None:
+        from .bench import sweep_fit
+
+        fit = sweep_fit(sweep).get("float32")
+        if fit and fit["overhead_us"] > 0:
+            out["overhead_s"] = fit["overhead_us"] * 1e-6
+            out["measured"].append("overhead_s from the cnn_train sweep's intercept")
+    out["source"] = ", ".join(out["measured"]) or f"defaults (no measured row for {card['name']})"
     return out

@@ -113,12 +113,13 @@ def measure(fn, *args, repeats: int = 5, warmup: int = 1, min_time_s: float = 0.
 
 
 def interleave(calls: dict, *, repeats: int = 5, warmup: int = 1, min_time_s: float = 0.0,
-               first_calls: dict | None = None) -> dict:
+               first_calls: dict | None = None, warmup_s: float = 0.0) -> dict:
     """Time several variants side by side: {label: fn} -> {label: Timing}.
 
-    Every variant gets its first call and warm-up, then `repeats` rounds in which each variant runs
-    one autoranged repeat; the order rotates from round to round. `first_calls` passes first-call
-    times already taken (when building a variant included its first call).
+    Every variant gets its first call and warm-up (`warmup - 1` more calls, and more until `warmup_s` seconds
+    have passed: a GPU needs about a second to reach its boost clock), then `repeats` rounds in which each
+    variant runs one autoranged repeat; the order rotates from round to round. `first_calls` passes
+    first-call times already taken (when building a variant included its first call).
     """
     _check(repeats, warmup, min_time_s)
     labels = list(calls)
@@ -126,8 +127,10 @@ def interleave(calls: dict, *, repeats: int = 5, warmup: int = 1, min_time_s: fl
     for label in labels:
         if label not in first:
             first[label] = first_call(calls[label])
-        for _ in range(warmup - 1):
+        t0, done = time.perf_counter(), 0
+        while done < warmup - 1 or time.perf_counter() - t0 < warmup_s:
             sync(calls[label]())
+            done += 1
     times = {label: [] for label in labels}
     counts = {label: 1 for label in labels}
     for r in range(repeats):

@@ -96,3 +96,16 @@ def test_version_checks_say_what_to_do():
         low = re.search(rf"^{name}>=([\d.]+)", text, re.M).group(1)
         assert env.MINIMUM[name] == tuple(int(n) for n in low.split("."))
     assert re.search(r'requires-python = ">=3\.10"', (Path(env.repo_root()) / "pyproject.toml").read_text())
+
+
+def test_interleave_warms_up_for_warmup_s():
+    from helpers import timing
+
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return 0
+
+    timing.interleave({"a": fn}, repeats=1, warmup=1, warmup_s=0.05)
+    assert len(calls) > 3          # first call, warm-up calls filling 0.05 s, one timed repeat

@@ -261,17 +261,32 @@ def test_cli_inference_json_has_kv_cache_and_logits_and_flash_attention_switch()
     assert off["activations_gb"] == pytest.approx(30.6, abs=0.05) and on["activations_gb"] == pytest.approx(9.13, abs=0.01)
 
 
-def test_calibrate_reads_the_probes_and_falls_back_on_the_defaults():
+def test_calibrate_reads_the_probes_and_the_sweeps_intercept_and_falls_back_on_the_defaults():
     import pandas as pd
 
     from helpers import roofline
 
     card = next(c for c in gpu.load_specs() if c["name"] == "RTX 4090")
-    table = pd.DataFrame([{"stage": "matmul", "mode": "float32", "status": "ok", "pct_peak": 70.0, "us_per_step": None},
-                          {"stage": "matmul", "mode": "xla", "status": "ok", "pct_peak": 90.0, "us_per_step": None},
-                          {"stage": "linear", "mode": "float32", "status": "ok", "pct_peak": None, "us_per_step": 120.0}])
-    got = gpu.calibrate(table, card)
+    table = pd.DataFrame([{"stage": "matmul", "mode": "float32", "status": "ok", "pct_peak": 70.0},
+                          {"stage": "matmul", "mode": "xla", "status": "ok", "pct_peak": 90.0},
+                          {"stage": "linear", "mode": "float32", "status": "ok", "pct_peak": ""}])
+    sweep = pd.DataFrame([{"stage": "cnn_train", "mode": "float32", "status": "ok", "batch_size": b,
+                           "us_per_step": 120.0 + 0.5 * b} for b in (32, 64, 128, 256)])
+    got = gpu.calibrate(table, card, sweep=sweep)
     assert got["eta_compute"] == pytest.approx(0.70) and got["overhead_s"] == pytest.approx(120e-6)
-    assert got["eta_memory"] == roofline.ETA_MEMORY and got["source"] == "eta_compute from matmul, overhead_s from linear"
+    assert got["eta_memory"] == roofline.ETA_MEMORY
+    assert got["source"] == "eta_compute from matmul, overhead_s from the cnn_train sweep's intercept"
     none = gpu.calibrate(table.iloc[0:0], card)
     assert none["source"].startswith("defaults") and none["overhead_s"] == roofline.OVERHEAD_S
+
+
+def test_a_projection_is_a_range():
+    from helpers import roofline
+
+    card = next(c for c in gpu.load_specs() if c["name"] == "RTX 3060 12GB")
+    fast, slow = roofline.projection_range(8.2e9, 4.6e8, card)
+    mid = roofline.roofline_seconds(8.2e9, 4.6e8, card)["seconds"]
+    assert fast < mid < slow and slow / fast > 1.5
+    measured = {"eta_compute": 0.6, "eta_memory": 0.8, "overhead_s": 2e-4, "measured": ["x"]}
+    lo, hi = roofline.projection_range(8.2e9, 4.6e8, card, calibration=measured)
+    assert hi / lo == pytest.approx(1.25 / 0.75)
