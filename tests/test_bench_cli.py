@@ -360,3 +360,18 @@ def test_no_bf16_policy_where_onednn_is_capped_below_it(monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
     assert cards.cpu_has_bf16() == ("avx512_bf16" in env.cpu_flags(("avx512_bf16",)) or
                                     "amx_bf16" in env.cpu_flags(("amx_bf16",)))
+
+
+def test_gpu_run_writes_the_three_tables_that_06_and_07_read(monkeypatch, tmp_path):
+    row = {c: "" for c in bench.COLUMNS} | {"stage": "cnn_train", "mode": "float32", "status": "ok",
+                                            "device_name": "NVIDIA H200", "backend": "jax", "us_per_step": 900.0,
+                                            "batch_size": 256, "peak_row": "H200 SXM 141GB (name)"}
+    monkeypatch.setattr(bench, "run", lambda *a, **k: [row])
+    monkeypatch.setattr(bench, "sweep", lambda *a, **k: [row | {"batch_size": b, "us_per_step": 300 + 2 * b}
+                                                         for b in (32, 64)])
+    monkeypatch.setattr(bench, "time_to_accuracy", lambda *a, **k: [{"mode": "float32", "wall_s": 3.1}])
+    paths = bench.gpu_run(folder=tmp_path, backend="jax")
+    assert [p.name for p in paths] == ["nvidia-h200-jax.csv", "nvidia-h200-jax-sweep.csv", "nvidia-h200-jax-tta.csv"]
+    (name, table, sweep), = bench.stored_runs(tmp_path)
+    assert name == "nvidia-h200-jax" and table["us_per_step"].iloc[0] == 900.0
+    assert bench.sweep_fit(sweep)["float32"]["overhead_us"] == pytest.approx(300.0)
