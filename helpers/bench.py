@@ -22,6 +22,7 @@ peak memory.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -797,7 +798,7 @@ def run(stages=None, modes=None, *, repeats: int | None = None, batch_size: int 
             timings, telemetry = {}, {}
             if calls:
                 try:
-                    with GpuSampler() if gpu else _Nothing() as sampler:
+                    with GpuSampler() if gpu else contextlib.nullcontext() as sampler:
                         timings = interleave(calls, repeats=repeats, warmup=1 if quick else 2, min_time_s=min_time_s,
                                              first_calls=firsts, warmup_s=preset["warmup_s"] if gpu else 0.0)
                     telemetry = sampler.medians() if gpu else {}
@@ -821,14 +822,6 @@ def run(stages=None, modes=None, *, repeats: int | None = None, batch_size: int 
         keras.mixed_precision.set_global_policy(saved_policy)
         determinism()
     return rows
-
-
-class _Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _why_skip(stage, mode, backend, policy_mixed, mixed_reason):
@@ -1097,26 +1090,14 @@ def time_to_accuracy(modes=None, *, target: float | None = None, max_epochs: int
     return rows
 
 
-def write_csv(rows, path) -> None:
+def write_csv(rows, path, columns=COLUMNS) -> None:
+    """Rows as a CSV with `columns` (the benchmark's); columns=None takes every key a row has (time to accuracy)."""
     import csv
     from pathlib import Path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def write_rows(rows, path) -> None:
-    """Rows of any shape (time-to-accuracy's) as a CSV: every key that a row has becomes a column."""
-    import csv
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
@@ -1170,7 +1151,7 @@ def gpu_run(folder=None, backend: str | None = None) -> list:
     paths = [folder / f"{name}.csv", folder / f"{name}-sweep.csv", folder / f"{name}-tta.csv"]
     write_csv(rows, paths[0])
     write_csv(sweep(quick=False), paths[1])
-    write_rows(time_to_accuracy(), paths[2])
+    write_csv(time_to_accuracy(), paths[2], columns=None)
     return paths
 
 
@@ -1218,7 +1199,7 @@ def main(argv=None) -> int:
             rows = time_to_accuracy(args.modes, quick=args.quick, force_mixed=args.force_mixed)
             done = [r for r in rows if r["status"] == "ok"]
             if args.out:
-                write_rows(rows, args.out)
+                write_csv(rows, args.out, columns=None)
                 print(f"wrote {args.out}")
             print(f"{len(rows)} modes in {time.perf_counter() - t0:.0f} s on {rows[0]['device']} "
                   f"{rows[0]['device_name']} ({rows[0]['backend']}, Keras {rows[0]['keras']}; {rows[0]['data']}); "
@@ -1227,7 +1208,9 @@ def main(argv=None) -> int:
             return 0
         if args.sweep:
             rows = sweep(quick=args.quick, verbose=True, force_mixed=args.force_mixed)
-            for mode, f in sweep_fit(pd_frame(rows)).items():
+            import pandas as pd
+
+            for mode, f in sweep_fit(pd.DataFrame(rows)).items():
                 print(f"{mode}: {f['overhead_us']:,.0f} µs a step whatever the batch, {f['us_per_sample']:.2f} µs a "
                       f"sample (batches {f['batches']})")
             if args.out:
@@ -1246,12 +1229,6 @@ def main(argv=None) -> int:
     print(f"{len(rows)} cells in {time.perf_counter() - t0:.0f} s on {r['device']} {r['device_name']} "
           f"({r['backend']} {r['backend_version']}, Keras {r['keras']}, batch {r['batch_size']}); wrote {out}")
     return 0
-
-
-def pd_frame(rows):
-    import pandas as pd
-
-    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":
