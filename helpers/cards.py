@@ -77,9 +77,9 @@ SOFTWARE = {
         "tensorflow_runs": False, "pytorch": "yes (CUDA 12.8 and 13 wheels)", "jax": "yes (jax[cuda13])",
         "cuda": "supported (CUDA 12.8 and later)", "cuda_ended": False},
 }
-WAY_OUT = ("run notebooks 04-06 on Keras's JAX or PyTorch backend (pip install 'jax[cuda13]' or torch, then set "
-           "KERAS_BACKEND=jax or torch before starting JupyterLab), or TensorFlow in NVIDIA's NGC container "
-           "(README, GPU set-up)")
+WAY_OUT = ("run notebooks 04-06 on Keras's JAX or PyTorch backend (pip install -r requirements-jax.txt, then "
+           "pip install -U 'jax[cuda13]'; or pip install -r requirements-torch.txt; then set KERAS_BACKEND=jax or "
+           "torch before starting JupyterLab), or TensorFlow in NVIDIA's NGC container (README, GPU set-up)")
 
 
 def software_support(compute_capability) -> dict:

@@ -74,6 +74,10 @@ def device_report(tf=None) -> dict:
             "compute_capability": f"{cc[0]}.{cc[1]}" if cc else None,
             "count": len(gpus),
         }
+    return cpu_device()
+
+
+def cpu_device() -> dict:
     return {
         "kind": "CPU",
         "name": platform.processor() or platform.machine(),
@@ -82,27 +86,82 @@ def device_report(tf=None) -> dict:
     }
 
 
+# Keras 3's backends the course runs on: KERAS_BACKEND -> (module, what to install when it is missing).
+BACKENDS = {"tensorflow": ("tensorflow", "pip install -r requirements.txt"),
+            "jax": ("jax", "pip install -r requirements-jax.txt (on an NVIDIA GPU: pip install -U \"jax[cuda13]\")"),
+            "torch": ("torch", "pip install -r requirements-torch.txt")}
+
+
+def keras_backend(environ=None) -> str:
+    """The backend Keras will run on ($KERAS_BACKEND, default tensorflow), checked before Keras is imported.
+
+    An unknown name or a backend that is not installed raises an error that says what to do, instead of
+    Keras's traceback from deep inside its import."""
+    import importlib.util
+
+    environ = os.environ if environ is None else environ
+    name = environ.get("KERAS_BACKEND", "tensorflow").strip().lower() or "tensorflow"
+    if name not in BACKENDS:
+        raise ValueError(f"KERAS_BACKEND={name!r}: the course runs on {', '.join(BACKENDS)}; "
+                         "unset it for TensorFlow, or set it to jax or torch")
+    module, fix = BACKENDS[name]
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"KERAS_BACKEND={name}, but {module} is not installed for this kernel's Python, "
+                                  f"{sys.executable}: {fix}, or unset KERAS_BACKEND to use TensorFlow", name=module)
+    return name
+
+
+def backend_device(backend: str) -> dict | None:
+    """Where Keras computes under JAX or PyTorch: the first GPU with its compute capability, or None for the CPU."""
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        if gpus:
+            cc = getattr(gpus[0], "compute_capability", None)
+            return {"kind": "GPU", "name": gpus[0].device_kind, "compute_capability": cc, "count": len(gpus)}
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return {"kind": "GPU", "name": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}",
+                    "count": torch.cuda.device_count()}
+    return None
+
+
 def versions() -> dict:
     tf = import_tensorflow()
     import keras
     import numpy as np
 
-    return {
+    backend = keras.backend.backend()
+    found = {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,
+        "backend": backend,
     }
+    if backend != "tensorflow":
+        import importlib.metadata as md
+
+        found[backend] = md.version(backend)
+    return found
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and TensorFlow; optionally make TensorFlow's ops deterministic."""
+    """Seed Python, NumPy and the Keras backend (TensorFlow too); optionally make their ops deterministic."""
     tf = import_tensorflow()
     import keras
 
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)             # Python, NumPy, TensorFlow and the backend's generator
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+        if keras.backend.backend() == "torch":
+            import torch
+
+            torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 # What Colab and Kaggle may lack, as (distribution, minimum major version, pip requirement). mlxtend is the
@@ -110,9 +169,11 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 PLATFORM_NEEDS = (("tensorflow", 2, "tensorflow>=2.16"), ("keras", 3, "keras>=3.3"), ("pandas", 1, "pandas"),
                   ("matplotlib", 3, "matplotlib"), ("mlxtend", 0, "mlxtend"))
 # The lowest versions the course runs on (requirements.txt's lower bounds; a test keeps them equal) and the
-# newest it was tested with. Below the first: an error that says what to do; above the second: a warning.
+# newest it was tested with: the newest of the version sets in tools/versions/ (Colab's Python 3.13, the
+# newest set's TensorFlow and Keras; tests/test_version_sets.py keeps them equal). Below the first: an error
+# that says what to do; above the second: a note.
 MINIMUM = {"python": (3, 10), "tensorflow": (2, 16), "keras": (3, 3)}
-TESTED = {"python": (3, 11), "tensorflow": (2, 21), "keras": (3, 15)}
+TESTED = {"python": (3, 13), "tensorflow": (2, 21), "keras": (3, 15)}
 NO_GPU_HINT = {
     "Colab": "No GPU is attached: Runtime → Change runtime type → Hardware accelerator: T4 GPU → Save, "
              "then Runtime → Run all. (The course runs on the CPU too, more slowly.)",
@@ -200,9 +261,17 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"setup(seed={seed!r}): the seed must be a non-negative int, e.g. setup(seed=42)")
     check_versions({"python": platform.python_version()})      # before anything heavy is imported
+    backend = keras_backend()
     if IN_COLAB or IN_KAGGLE:
         install_missing()
+    if backend == "jax" and deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
     tf = import_tensorflow()
+    if backend != "tensorflow":
+        # TensorFlow only feeds data (tf.data, on the CPU): keep it off the GPU, which the backend uses, and
+        # where pip TensorFlow cannot run at all on an RTX 50 card.
+        with contextlib.suppress(RuntimeError):           # devices already initialised: nothing to change
+            tf.config.set_visible_devices([], "GPU")
     if cpu_devices is not None:
         split_cpu(tf, cpu_devices)
     seed_everything(seed, deterministic)
@@ -217,7 +286,9 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
         pass
     info = {**versions(), "device": device_report(tf), "seed": seed,
             "platform": "Colab" if IN_COLAB else "Kaggle" if IN_KAGGLE else "local"}
-    gpu_warning = gpu_setup_warning(info["device"])
+    if backend != "tensorflow":                     # where Keras computes, not where TensorFlow would
+        info["device"] = backend_device(backend) or cpu_device()
+    gpu_warning = gpu_setup_warning(info["device"], backend)
     if gpu_warning:       # first, before any cell fails with a PTX error deep inside TensorFlow
         print("Note:", gpu_warning)
     info["gpu_warning"] = gpu_warning
@@ -229,8 +300,14 @@ def setup(seed: int = 42, *, deterministic: bool = True, report: bool = True, cp
         d = info["device"]
         where = f"GPU {d['name']} (compute capability {d['compute_capability']})" if d["kind"] == "GPU" \
             else f"CPU ({d['count']} cores)"
-        print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}, "
-              f"Python {info['python']} on {where}, {info['platform']}; seed {seed}")
+        if backend == "tensorflow":
+            print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}, "
+                  f"Python {info['python']} on {where}, {info['platform']}; seed {seed}")
+        else:
+            label = {"jax": "JAX", "torch": "PyTorch"}[backend]
+            print(f"Keras {info['keras']} on {label} {info[backend]} (KERAS_BACKEND={backend}; TensorFlow "
+                  f"{info['tensorflow']} feeds the data on the CPU), NumPy {info['numpy']}, Python {info['python']} "
+                  f"on {where}, {info['platform']}; seed {seed}")
     return info
 
 

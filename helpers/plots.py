@@ -102,13 +102,15 @@ def bars(values: dict, ylabel: str, title: str | None = None, fmt: str = "{:.3g}
 
 
 def curves(series: dict, xlabel: str = "step", ylabel: str = "loss", title: str | None = None,
-           logy: bool = False, hlines: dict | None = None, ax=None):
-    """Line plot of named sequences (loss or accuracy per step/epoch); optional dashed reference lines."""
+           logy: bool = False, hlines: dict | None = None, ax=None, start: int = 0):
+    """Line plot of named sequences (loss or accuracy per step/epoch); optional dashed reference lines.
+
+    start: the x value of each sequence's first element (1 to count epochs as the prose does)."""
     plt = _plt()
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.2, 3.0))
     for name, values in series.items():
-        ax.plot(np.arange(len(values)), np.asarray(values, dtype=float), label=name)
+        ax.plot(np.arange(start, start + len(values)), np.asarray(values, dtype=float), label=name)
     for name, y in (hlines or {}).items():
         ax.axhline(y, ls="--", lw=1, color="gray")
         ax.annotate(name, (0, y), fontsize=8, color="gray", va="bottom")

@@ -84,8 +84,9 @@ def test_version_checks_say_what_to_do():
     from helpers import env
 
     assert env.check_versions({"python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1"}) == []
-    notes = env.check_versions({"python": "3.13.1", "tensorflow": "2.21.0", "keras": "3.16.0"})
-    assert len(notes) == 2 and "Python 3.13.1 is newer" in notes[0] and "Keras 3.16.0 is newer" in notes[1]
+    assert env.check_versions({"python": "3.13.0", "tensorflow": "2.20.0", "keras": "3.13.2"}) == []   # Colab's set
+    notes = env.check_versions({"python": "3.14.1", "tensorflow": "2.21.0", "keras": "3.16.0"})
+    assert len(notes) == 2 and "Python 3.14.1 is newer" in notes[0] and "Keras 3.16.0 is newer" in notes[1]
     with pytest.raises(RuntimeError, match=re.escape(sys.executable)) as err:
         env.check_versions({"python": "3.11.0", "tensorflow": "2.15.1", "keras": "2.15.0"})
     assert "TensorFlow 2.15.1 is older than the 2.16" in str(err.value) and "Keras 2.15.0 is older" in str(err.value)

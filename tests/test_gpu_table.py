@@ -280,7 +280,7 @@ def test_a_cc_12_gpu_under_tensorflow_gets_the_sentence_first(monkeypatch):
     rtx5090 = {"kind": "GPU", "name": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0", "count": 1}
     said = env.gpu_setup_warning(rtx5090, "tensorflow")
     assert "compute capability 12.0" in said and "CUDA_ERROR_INVALID_PTX" in said
-    assert "KERAS_BACKEND=jax or torch" in said and "NGC" in said and "jax[cuda13]" in said
+    assert "KERAS_BACKEND=jax or torch" in said and "NGC" in said and "jax[cuda13]" in said and "requirements-jax.txt" in said
     assert env.gpu_setup_warning(rtx5090, "jax") is None                 # JAX runs there: nothing to say
     monkeypatch.setenv("KERAS_BACKEND", "torch")
     assert env.gpu_setup_warning(rtx5090) is None

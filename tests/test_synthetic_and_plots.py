@@ -51,6 +51,8 @@ def test_weight_images_and_curves():
         plots.weight_images(np.zeros((10, 784)))
     fig = plots.curves({"a": [3, 2, 1], "b": [1, 1, 1]}, logy=True, hlines={"min": 1})
     assert len(fig.axes[0].lines) == 3
+    fig = plots.curves({"a": [3, 2, 1]}, start=1)                      # epochs counted from 1
+    assert list(fig.axes[0].lines[0].get_xdata()) == [1, 2, 3]
 
 
 def test_artifacts_dir_respects_override(tmp_path, monkeypatch):

@@ -51,3 +51,25 @@ def test_cosine_schedule_peaks_first_then_falls_to_a_small_positive_rate():
 def test_scoring_images_names_a_missing_file_and_the_fix(tmp_path):
     with pytest.raises(data.MnistFileError, match="missing.npz.*--mnist"):
         _recipes().scoring_images(tmp_path / "missing.npz", np.zeros((0, 28, 28), np.uint8))
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_storing_moves_nbval_markers_into_tags_and_keeps_the_lesson():
+    import nbformat
+    run_notebooks = _tool("run_notebooks")
+    cell = nbformat.v4.new_code_cell("# NBVAL_IGNORE_OUTPUT\n# (trained numbers; the assert checks it)\nacc = 0.9\n"
+                                     "# (a comment that teaches stays)\nassert acc > 0.5")
+    solution = nbformat.v4.new_code_cell("# NBVAL_SKIP\n# Solution to exercise 1\nx = 1", metadata={"tags": ["solution"]})
+    plain = nbformat.v4.new_code_cell("x = 2  # NBVAL_IGNORE_OUTPUT is not a marker here")
+    for c in (cell, solution, plain):
+        run_notebooks.markers_to_tags(c)
+    assert cell.source == "acc = 0.9\n# (a comment that teaches stays)\nassert acc > 0.5"
+    assert cell.metadata["tags"] == ["nbval-ignore-output"]
+    assert solution.source == "# Solution to exercise 1\nx = 1" and solution.metadata["tags"] == ["solution", "nbval-skip"]
+    assert plain.source == "x = 2  # NBVAL_IGNORE_OUTPUT is not a marker here" and "tags" not in plain.metadata
