@@ -125,6 +125,21 @@ def mixed_policy(info: dict, force: bool = False) -> tuple:
     return policy, reason
 
 
+def _mixed_to_run(info: dict, force: bool) -> tuple:
+    """mixed_policy for rows that run kernels: a forced bfloat16 policy is refused where oneDNN is capped below
+    its bfloat16 kernels (TensorFlow on a CPU with ONEDNN_MAX_CPU_ISA set low), since oneDNN would abort the
+    process there; the row is then skipped with the reason."""
+    from .cards import ONEDNN_BF16_ISAS, onednn_isa_cap
+
+    policy, reason = mixed_policy(info, force)
+    cap = onednn_isa_cap()
+    if (policy == "mixed_bfloat16" and info.get("device") != "GPU" and info.get("backend", "tensorflow") == "tensorflow"
+            and cap and cap not in ONEDNN_BF16_ISAS):
+        return None, (f"not even forced: oneDNN is capped at {cap} (ONEDNN_MAX_CPU_ISA), below its bfloat16 "
+                      "kernels; unset the cap to run the mixed rows")
+    return policy, reason
+
+
 def forward_flops(model) -> int:
     """Multiply-adds x 2 of every Dense and Conv2D layer for one sample (other layers are cheap and not counted)."""
     return sum(_layer_flops(layer) for layer in _all_layers(model))
@@ -747,7 +762,7 @@ def run(stages=None, modes=None, *, repeats: int | None = None, batch_size: int 
     info = device_info(backend)
     gpu = info["device"] == "GPU"
     info["tf32"] = gpu and tf32_enabled(backend)
-    policy_mixed, mixed_reason = mixed_policy(info, force_mixed)
+    policy_mixed, mixed_reason = _mixed_to_run(info, force_mixed)
     card, peak_row = _card(info)
     n_short, n_long = fit_steps(preset, batch_size)
     common = {"backend": backend, **{k: v for k, v in info.items() if k in COLUMNS}, "batch_size": batch_size,
@@ -1049,7 +1064,7 @@ def time_to_accuracy(modes=None, *, target: float | None = None, max_epochs: int
     backend = keras.backend.backend()
     info = device_info(backend)
     gpu = info["device"] == "GPU"
-    policy_mixed, reason = mixed_policy(info, force_mixed)
+    policy_mixed, reason = _mixed_to_run(info, force_mixed)
     rows, saved = [], keras.mixed_precision.global_policy().name
     determinism = _pause_determinism(backend)
     try:

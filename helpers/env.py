@@ -48,6 +48,10 @@ def import_tensorflow():
     """Import TensorFlow and initialise its devices without the C++ start-up chatter."""
     with quiet_stderr_fd(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if os.environ.get("KERAS_BACKEND", "").strip().lower() == "torch" and "tensorflow" not in sys.modules:
+            # Keras (and with it PyTorch and Triton) before TensorFlow: the other order, where TensorFlow's import
+            # loads Keras on the torch backend, ends in a segmentation fault (TensorFlow 2.21, torch 2.14 cu130).
+            import keras  # noqa: F401
         try:
             import tensorflow as tf
         except ModuleNotFoundError as err:

@@ -84,7 +84,7 @@ def main(argv=None):
 
     print(f"{'recipe':9s} {'seed':>4s} {'filters':>8s} {'epochs':>6s} {'s/epoch':>7s} "
           f"{'val (400)':>9s} {'MNIST 50k-60k':>13s}")
-    scores, rows = {}, []
+    rows = []
     for name in args.recipes:
         filters, epochs, early = RECIPES[name]
         for seed in args.seeds:
@@ -103,20 +103,17 @@ def main(argv=None):
             score = float(np.mean(model.predict(x_score, verbose=0).argmax(1) == y_score))
             print(f"{name:9s} {seed:4d} {filters!s:>8s} {ran:6d} {seconds:7.2f} {val:9.4f} {score:13.4f}",
                   flush=True)
-            scores.setdefault(name, []).append(score)
             rows.append({"recipe": name, "seed": seed, "filters": "/".join(map(str, filters)), "epochs_run": ran,
                          "s_per_epoch": round(seconds, 2), "val_400": round(val, 4), "mnist_50k_60k": round(score, 4)})
     if args.csv:
-        import csv
+        from helpers import bench
 
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        bench.write_csv(rows, args.csv, columns=None)
         print(f"wrote {args.csv}")
     if len(args.seeds) > 1:                   # a seed moves a score; the spread says by how much
         print(f"\nMNIST 50k-60k over seeds {args.seeds}: mean, sd (ddof=1)")
-        for name, s in scores.items():
+        for name in args.recipes:
+            s = [r["mnist_50k_60k"] for r in rows if r["recipe"] == name]
             print(f"{name:9s} {np.mean(s):.4f} {np.std(s, ddof=1):.4f}")
     print(f"device: {info['device']['kind']}, TensorFlow {info['tensorflow']}, Keras {info['keras']}")
 
