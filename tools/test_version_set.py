@@ -133,7 +133,9 @@ def main(argv=None) -> int:
     result = run([bin_ / "python", "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", *mode,
                   "--nbval-current-env", "--nbval-cell-timeout=900", "-q", *paths], capture_output=True, text=True)
     tests_s = time.perf_counter() - t0
-    print(result.stdout[-6000:], result.stderr[-2000:], sep="\n")
+    out = result.stdout
+    failures = out.find("= FAILURES =")                 # every failure in full, then pytest's summary
+    print(out[max(0, failures - 200):][-40000:] if failures >= 0 else out[-6000:], result.stderr[-2000:], sep="\n")
     summary = (result.stdout.strip().splitlines() or ["(pytest printed nothing)"])[-1].strip("= ")
     print(f"{vset['name']} set ({vset['nbval']} nbval): {versions}; install {install_s:.0f} s; "
           f"pytest {' '.join(paths)}: {summary} ({tests_s:.0f} s); whole run {time.perf_counter() - t_all:.0f} s")
