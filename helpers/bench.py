@@ -23,9 +23,11 @@ peak memory.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 
 from .timing import Timing, epoch_timer, first_call, interleave, measure, sync  # noqa: F401  (the harness)
@@ -310,6 +312,12 @@ def sizes(quick: bool, gpu: bool) -> dict:
                 "copy_floats": 2 ** 26}
     return {"matmul_n": 1024 if quick else 2048, "dense_width": 1024, "dense_batch": 1024 if quick else 4096,
             "copy_floats": 2 ** 24}
+
+
+def preset_for(backend: str, preset: dict) -> dict:
+    """The preset as `backend` can run it: Keras's PyTorch trainer refuses steps_per_execution > 1
+    ("`steps_per_execution` must be 1 with the PyTorch backend"), so its Keras stages run one step per call."""
+    return {**preset, "spe": 1} if backend == "torch" else preset
 
 
 def fit_steps(preset: dict, batch: int) -> tuple:
@@ -759,6 +767,7 @@ def run(stages=None, modes=None, *, repeats: int | None = None, batch_size: int 
     if backend != active:
         raise BenchArgumentError(f"Keras is already running on {active!r}; set KERAS_BACKEND={backend} before "
                                  f"Keras is imported (or use python -m helpers.bench --backend {backend})")
+    preset = preset_for(backend, preset)
     info = device_info(backend)
     gpu = info["device"] == "GPU"
     info["tf32"] = gpu and tf32_enabled(backend)
@@ -773,8 +782,23 @@ def run(stages=None, modes=None, *, repeats: int | None = None, batch_size: int 
     rows = []
     saved_policy = keras.mixed_precision.global_policy().name
     determinism = _pause_determinism(backend)
+    quiet = warnings.catch_warnings()
+    quiet.__enter__()
+    # torch.compile (the PyTorch backend's jit_compile=True) warns about Keras internals it traces: not the reader's
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._dynamo")
+    # and, with PyPI's CUDA build of torch on a machine without a GPU, logs "No CUDA runtime is found" when it
+    # loads its C++ tools: a remark on the machine, not on the timings (a GPU machine does not print it)
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    cpp_level = cpp_log.level
+    if not gpu:
+        cpp_log.setLevel(logging.ERROR)
+    restore_dynamo = _raise_recompile_limit() if backend == "torch" else (lambda: None)
     try:
         for stage in stages:
+            if backend == "torch":      # each stage compiles from a clean slate, whatever the stages before it did
+                import torch._dynamo
+
+                torch._dynamo.reset()
             labels = _labels(stage, modes, control, info, policy_mixed)
             calls, firsts, cells, built = {}, {}, {}, {}
             for mode in labels:
@@ -836,6 +860,9 @@ def run(stages=None, modes=None, *, repeats: int | None = None, batch_size: int 
     finally:
         keras.mixed_precision.set_global_policy(saved_policy)
         determinism()
+        quiet.__exit__(None, None, None)
+        cpp_log.setLevel(cpp_level)
+        restore_dynamo()
     return rows
 
 
@@ -900,7 +927,26 @@ def _result(st: _Stage, t: Timing, short: Timing | None, row, info) -> dict:
             out["peak_precision"] = "bandwidth"
     if row["backend"] == "jax" and not row["jit_compile"] and row["stage"] not in ("matmul", "bandwidth"):
         out["note"] += "; JAX without jit runs op by op (eager), so its float32/mixed rows are slow by design"
+    if row["backend"] == "torch" and row["jit_compile"]:
+        out["note"] += ("; on PyTorch jit_compile=True is torch.compile (TorchInductor), not XLA, with dynamo's "
+                        "recompile_limit raised to 64 so that the whole model compiles" if st.models else
+                        "; on PyTorch this stage has nothing to compile: the same call as its float32 row")
     return out
+
+
+def _raise_recompile_limit(limit: int = 64):
+    """Let torch.compile compile a whole Keras model; return a function that restores the limit.
+
+    Keras's layers share one `forward` (keras/src/backend/torch/layer.py), which dynamo compiles once per layer
+    type; at its default recompile_limit of 8 it logs "hit config.recompile_limit" and runs the rest eagerly,
+    so the `xla` rows would time a model half compiled (torch 2.14, Keras 3.15)."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    saved = getattr(config, name)
+    setattr(config, name, max(saved, limit))
+    return lambda: setattr(config, name, saved)
 
 
 def _pause_determinism(backend):
@@ -1067,6 +1113,7 @@ def time_to_accuracy(modes=None, *, target: float | None = None, max_epochs: int
     policy_mixed, reason = _mixed_to_run(info, force_mixed)
     rows, saved = [], keras.mixed_precision.global_policy().name
     determinism = _pause_determinism(backend)
+    restore_dynamo = _raise_recompile_limit() if backend == "torch" else (lambda: None)
     try:
         for mode in modes:
             row = {"mode": mode, "target": target, "data": f"{'full MNIST' if full else 'offline subset'}, "
@@ -1078,19 +1125,26 @@ def time_to_accuracy(modes=None, *, target: float | None = None, max_epochs: int
             keras.mixed_precision.set_global_policy(policy_mixed if mode.startswith("mixed") else "float32")
             keras.utils.set_random_seed(0)
             t0 = time.perf_counter()
-            model = models.improved_cnn(augment=False, jit_compile=mode.endswith("xla"))
-            train = _epoch_data(x, m.y_train, batch_size, backend, gpu)
-            test = _epoch_data(xt, m.y_test, 1000, backend, gpu)
             eval_s, acc, epochs = 0.0, 0.0, 0
-            while epochs < max_epochs and time.perf_counter() - t0 < budget_s:
-                model.fit(*train[0], **train[1], epochs=1, verbose=0)
-                epochs += 1
-                t1 = time.perf_counter()
-                batching = {k: v for k, v in test[1].items() if k != "shuffle"}
-                acc = float(model.evaluate(*test[0], **batching, verbose=0)[1])
-                eval_s += time.perf_counter() - t1
-                if acc >= target:
-                    break
+            try:
+                model = models.improved_cnn(augment=False, jit_compile=mode.endswith("xla"))
+                train = _epoch_data(x, m.y_train, batch_size, backend, gpu)
+                test = _epoch_data(xt, m.y_test, 1000, backend, gpu)
+                while epochs < max_epochs and time.perf_counter() - t0 < budget_s:
+                    model.fit(*train[0], **train[1], epochs=1, verbose=0)
+                    epochs += 1
+                    t1 = time.perf_counter()
+                    batching = {k: v for k, v in test[1].items() if k != "shuffle"}
+                    acc = float(model.evaluate(*test[0], **batching, verbose=0)[1])
+                    eval_s += time.perf_counter() - t1
+                    if acc >= target:
+                        break
+            except Exception as err:  # noqa: BLE001 - as in run(): the row says why, and the other modes go on
+                rows.append({**row, "status": "skipped", "note": _reason(err)})
+                if verbose:
+                    print(f"{mode:<9} skipped: {rows[-1]['note']}", flush=True)
+                keras.backend.clear_session()
+                continue
             row.update(status="ok", reached=acc >= target, accuracy=round(acc, 4), epochs=epochs,
                        wall_s=round(time.perf_counter() - t0, 2), eval_s=round(eval_s, 2))
             rows.append(row)
@@ -1102,6 +1156,7 @@ def time_to_accuracy(modes=None, *, target: float | None = None, max_epochs: int
     finally:
         keras.mixed_precision.set_global_policy(saved)
         determinism()
+        restore_dynamo()
     return rows
 
 

@@ -60,6 +60,8 @@ def sync(result):
     elif isinstance(result, dict):
         for r in result.values():
             sync(r)
+    elif type(result).__module__ == "torch":     # a torch.Tensor: its .numpy() refuses bfloat16 and GPU tensors
+        result.detach().float().cpu()            # the copy to the host waits for the result
     elif hasattr(result, "numpy"):
         result.numpy()
     elif hasattr(result, "block_until_ready"):

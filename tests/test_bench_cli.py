@@ -73,6 +73,30 @@ def test_tensorflow_only_stages_are_skipped_on_other_backends():
     assert "--backend tensorflow" in reason and bench._why_skip("cnn_train", "float32", "jax", None, "") == ""
 
 
+def test_torch_compile_may_compile_a_whole_keras_model_during_the_run():
+    """At dynamo's default recompile_limit (8) a Keras model compiled with torch.compile falls back to eager
+    halfway ("hit config.recompile_limit", logged to stderr in 06's torch run); the bench raises it, then restores."""
+    dynamo = pytest.importorskip("torch._dynamo")
+    config = dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    before = getattr(config, name)
+    restore = bench._raise_recompile_limit()
+    assert getattr(config, name) == max(before, 64)
+    restore()
+    assert getattr(config, name) == before
+
+
+def test_keras_stages_run_one_step_per_call_on_pytorch():
+    """Keras's PyTorch trainer raises "`steps_per_execution` must be 1 with the PyTorch backend": a torch run of
+    06 skipped every fit stage but finetune before this; the other backends keep the preset's value."""
+    for preset in (bench.QUICK, bench.FULL):
+        torch = bench.preset_for("torch", preset)
+        assert torch["spe"] == 1 and {**torch, "spe": preset["spe"]} == preset
+        assert bench.preset_for("jax", preset) == bench.preset_for("tensorflow", preset) == preset
+        short, long = bench.fit_steps(torch, 256)
+        assert 0 < short < long
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"stages": ["cnn"]}, "unknown stage 'cnn'; valid stages: preprocess, linear"),
     ({"modes": ["fp8"]}, "unknown mode 'fp8'; valid modes: float32, mixed, xla, mixed_xla"),
@@ -269,6 +293,26 @@ def test_time_to_accuracy_writes_its_rows_with_out(monkeypatch, tmp_path, capsys
     assert back.loc[1, "note"] == "no fast 16-bit units" and "reached" in back.columns
 
 
+def test_time_to_accuracy_records_a_failing_mode_and_goes_on(monkeypatch):
+    """torch.compile failed on the last, smaller batch of an epoch ("cannot determine truth value of Relational")
+    and took the whole command down; now that mode is a skipped row with the reason, as in run()."""
+    from helpers import models
+
+    real = models.improved_cnn
+
+    def build(*args, jit_compile=False, **kwargs):
+        if jit_compile:
+            raise RuntimeError("cannot determine truth value of Relational: 1 < s69")
+        return real(*args, jit_compile=jit_compile, **kwargs)
+
+    monkeypatch.setattr(models, "improved_cnn", build)
+    env.setup(seed=0, report=False)
+    rows = bench.time_to_accuracy(["xla", "float32"], max_epochs=1, verbose=False)
+    assert [r["mode"] for r in rows] == ["xla", "float32"]
+    assert rows[0]["status"] == "skipped" and rows[0]["note"] == "RuntimeError: cannot determine truth value of Relational: 1 < s69"
+    assert rows[1]["status"] == "ok" and rows[1]["epochs"] == 1 and 0 < rows[1]["accuracy"] <= 1
+
+
 # --- the step, not the call (issue 22) ---------------------------------------------------------------------------
 def test_cnn_train_per_step_is_within_25_percent_of_one_long_warm_fit():
     """At batch 16 one fit() of a few steps is mostly set-up (the old bench: 129 samples/s against 606 for a
@@ -279,8 +323,9 @@ def test_cnn_train_per_step_is_within_25_percent_of_one_long_warm_fit():
     bench's timing; its own fixed cost, once, is a few per cent of it). A fit from NumPy arrays is 10-30 % slower here still: Keras slices every batch on the host, the
     copy the bench keeps out of the step. The 2-core machines this runs on change speed in spells of seconds
     (a call then takes twice as long, a core taken away), so the bench times 7 rounds of each call count and
-    the comparison takes each side's median over the three rounds."""
-    import statistics
+    the comparison takes each side's fastest round of the three: a spell only ever slows a round, and a median
+    of three still failed when the spells fell on the long fits (Kaggle's set: 1,947 against 1,209 samples/s
+    at best, 1.97 at the medians, with other jobs sharing the cores)."""
     import time
 
     import keras
@@ -308,9 +353,9 @@ def test_cnn_train_per_step_is_within_25_percent_of_one_long_warm_fit():
     finally:
         restore()
     assert all(r["status"] == "ok" and r["steps"] > r["steps_short"] > 0 and r["fixed_s"] >= 0 for r in rows)
-    ratio = statistics.median(r["samples_per_s"] for r in rows) / statistics.median(speeds)
+    ratio = max(r["samples_per_s"] for r in rows) / max(speeds)
     print(f"bench {[r['samples_per_s'] for r in rows]} samples/s, long fits {[round(v) for v in speeds]}: "
-          f"ratio of the medians {ratio:.2f}")
+          f"ratio of the fastest rounds {ratio:.2f}")
     assert 0.75 <= ratio <= 1.25
 
 

@@ -45,6 +45,16 @@ def test_autorange_and_interleave():
     assert timing.Timing(0.0, (1.0, 2.0, 3.0, 4.0, 5.0)).iqr_s == 2.0
 
 
+def test_sync_waits_for_torch_tensors_of_any_dtype():
+    """06's torch run skipped the bfloat16 GEMM with "Got unsupported ScalarType BFloat16": sync called .numpy()."""
+    torch = pytest.importorskip("torch")
+    from helpers.timing import sync
+
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        x = torch.ones(4, 4, dtype=dtype)
+        assert sync(x @ x) is not None and sync([x, {"y": x}])[0] is x
+
+
 @pytest.mark.parametrize("kwargs", [{"repeats": 0}, {"warmup": 0}, {"repeats": 2.5}, {"min_time_s": -1}])
 def test_measure_bad_arguments(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):

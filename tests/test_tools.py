@@ -73,3 +73,20 @@ def test_storing_moves_nbval_markers_into_tags_and_keeps_the_lesson():
     assert cell.metadata["tags"] == ["nbval-ignore-output"]
     assert solution.source == "# Solution to exercise 1\nx = 1" and solution.metadata["tags"] == ["solution", "nbval-skip"]
     assert plain.source == "x = 2  # NBVAL_IGNORE_OUTPUT is not a marker here" and "tags" not in plain.metadata
+
+
+def test_a_cell_that_writes_to_stderr_is_named_and_quoted():
+    """A torch run of 06 failed with only "cell 4 wrote to stderr"; the tool now says what it wrote."""
+    import nbformat
+    run_notebooks = _tool("run_notebooks")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")]),
+        nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("stream", name="stderr", text="W No CUDA\n")]),
+        nbformat.v4.new_code_cell("1/0", outputs=[nbformat.v4.new_output("error", ename="ZeroDivisionError",
+                                                                          evalue="division by zero", traceback=[])]),
+    ])
+    bad = run_notebooks.stderr_cells(nb)
+    assert bad == [1, 2]
+    text = run_notebooks.stderr_text(nb, bad)
+    assert text == "[cell 1, stderr] W No CUDA\n\n[cell 2, ZeroDivisionError] division by zero"

@@ -78,6 +78,19 @@ def stderr_cells(nb) -> list:
             if any(o.get("output_type") == "error" or o.get("name") == "stderr" for o in c.get("outputs", []))]
 
 
+def stderr_text(nb, cells, limit: int = 2000) -> str:
+    """What the given code cells wrote to stderr or raised, each cut to `limit` characters."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    parts = []
+    for i in cells:
+        for o in code[i].get("outputs", []):
+            if o.get("name") == "stderr":
+                parts.append(f"[cell {i}, stderr] {o.get('text', '')[:limit]}")
+            elif o.get("output_type") == "error":
+                parts.append(f"[cell {i}, {o.get('ename')}] {str(o.get('evalue', ''))[:limit]}")
+    return "\n".join(parts)
+
+
 def cell_seconds(nb) -> list:
     """(seconds, code cell index) of each executed code cell, from the kernel's timestamps."""
     from datetime import datetime
@@ -104,7 +117,8 @@ def execute(path: Path, out: Path | None = None, timeout: int = 900, slowest: in
     bad = stderr_cells(nb)
     if bad:
         raise RuntimeError(f"{path.name}: code cell(s) {bad} (counted from 0, as nbval does) wrote to stderr "
-                           "or raised; fix the cause before storing the notebook")
+                           "or raised; fix the cause before storing the notebook. What they wrote:\n"
+                           + stderr_text(nb, bad))
     nbformat.write(normalise(nb), (out / path.name) if out else path)
     return time.perf_counter() - t0
 
