@@ -782,87 +782,78 @@ def run(stages=None, modes=None, *, repeats: int | None = None, batch_size: int 
     rows = []
     saved_policy = keras.mixed_precision.global_policy().name
     determinism = _pause_determinism(backend)
-    quiet = warnings.catch_warnings()
-    quiet.__enter__()
-    # torch.compile (the PyTorch backend's jit_compile=True) warns about Keras internals it traces: not the reader's
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._dynamo")
-    # and, with PyPI's CUDA build of torch on a machine without a GPU, logs "No CUDA runtime is found" when it
-    # loads its C++ tools: a remark on the machine, not on the timings (a GPU machine does not print it)
-    cpp_log = logging.getLogger("torch.utils.cpp_extension")
-    cpp_level = cpp_log.level
-    if not gpu:
-        cpp_log.setLevel(logging.ERROR)
-    restore_dynamo = _raise_recompile_limit() if backend == "torch" else (lambda: None)
+    quirks = _torch_compile_settings(gpu) if backend == "torch" else contextlib.nullcontext()
     try:
-        for stage in stages:
-            if backend == "torch":      # each stage compiles from a clean slate, whatever the stages before it did
-                import torch._dynamo
+        with quirks:
+            for stage in stages:
+                if backend == "torch":      # each stage compiles from a clean slate, whatever the stages before it did
+                    import torch._dynamo
 
-                torch._dynamo.reset()
-            labels = _labels(stage, modes, control, info, policy_mixed)
-            calls, firsts, cells, built = {}, {}, {}, {}
-            for mode in labels:
-                policy = _policy_of(mode, policy_mixed)
-                jit = mode.endswith("xla")
-                fit_stage = stage in FIT_STAGES
-                row = {**common, "stage": stage, "mode": mode, "policy": policy, "jit_compile": jit,
-                       "steps": n_long if fit_stage else (steps if stage != "preprocess" else 1),
-                       "steps_short": n_short if fit_stage else ""}
-                cells[mode] = row
-                reason = _why_skip(stage, mode, backend, policy_mixed, mixed_reason)
-                if reason:
-                    row.update(status="skipped", note=reason)
-                    continue
-                try:
-                    keras.mixed_precision.set_global_policy(policy)
-                    keras.utils.set_random_seed(0)
-                    ctx = _Ctx(policy, keras.mixed_precision.global_policy().compute_dtype, jit, batch_size,
-                               row["steps"], data, backend, sizes(quick, gpu), preset["spe"], gpu)
-                    st = built[mode] = BUILDERS[stage](ctx)
-                    mine = {mode: st.fit(n_long), f"{mode}@short": st.fit(n_short)} if st.fit else {mode: st.call}
-                    if mode == "tf32_off":
-                        mine = {k: _without_tf32(c, backend) for k, c in mine.items()}
-                    if gpu and st.fit:
-                        _reset_peak_memory(backend)
-                    firsts[mode] = first_call(mine[mode])
-                    if gpu and st.fit:
-                        row["peak_mem_gb"] = _peak_memory_gb(backend)
-                    calls.update(mine)
-                except _Skip as why:
-                    row.update(status="skipped", note=str(why))
-                    built.pop(mode, None)
-                except Exception as err:  # noqa: BLE001 - the row records why, and the run goes on
-                    row.update(status="skipped", note=_reason(err))
-                    built.pop(mode, None)
-            timings, telemetry = {}, {}
-            if calls:
-                try:
-                    with GpuSampler() if gpu else contextlib.nullcontext() as sampler:
-                        timings = interleave(calls, repeats=repeats, warmup=1 if quick else 2, min_time_s=min_time_s,
-                                             first_calls=firsts, warmup_s=preset["warmup_s"] if gpu else 0.0)
-                    telemetry = sampler.medians() if gpu else {}
-                except Exception as err:  # noqa: BLE001
-                    for m in built:
-                        cells[m].update(status="skipped", note=_reason(err))
-            for mode in labels:
-                row = cells[mode]
-                if mode in timings and mode in built:
-                    row.update(_result(built[mode], timings[mode], timings.get(f"{mode}@short"), row, info),
-                               **telemetry)
-                    if mode == "control":
-                        row["note"] = "control: the float32 cell built and timed again, interleaved: the noise floor"
-                    elif mode == "tf32_off":
-                        row["note"] = "float32 with TF32 switched off: what TF32 buys is the float32 row over this one"
-                rows.append({c: row.get(c, "") for c in COLUMNS})
-                if verbose:
-                    print(_row_line(rows[-1]), flush=True)
-            keras.backend.clear_session()
+                    torch._dynamo.reset()
+                labels = _labels(stage, modes, control, info, policy_mixed)
+                calls, firsts, cells, built = {}, {}, {}, {}
+                for mode in labels:
+                    policy = _policy_of(mode, policy_mixed)
+                    jit = mode.endswith("xla")
+                    fit_stage = stage in FIT_STAGES
+                    row = {**common, "stage": stage, "mode": mode, "policy": policy, "jit_compile": jit,
+                           "steps": n_long if fit_stage else (steps if stage != "preprocess" else 1),
+                           "steps_short": n_short if fit_stage else ""}
+                    cells[mode] = row
+                    reason = _why_skip(stage, mode, backend, policy_mixed, mixed_reason)
+                    if reason:
+                        row.update(status="skipped", note=reason)
+                        continue
+                    try:
+                        keras.mixed_precision.set_global_policy(policy)
+                        keras.utils.set_random_seed(0)
+                        ctx = _Ctx(policy, keras.mixed_precision.global_policy().compute_dtype, jit, batch_size,
+                                   row["steps"], data, backend, sizes(quick, gpu), preset["spe"], gpu)
+                        st = built[mode] = BUILDERS[stage](ctx)
+                        mine = {mode: st.fit(n_long), f"{mode}@short": st.fit(n_short)} if st.fit else {mode: st.call}
+                        if mode == "tf32_off":
+                            mine = {k: _without_tf32(c, backend) for k, c in mine.items()}
+                        if gpu and st.fit:
+                            _reset_peak_memory(backend)
+                        firsts[mode] = first_call(mine[mode])
+                        if gpu and st.fit:
+                            row["peak_mem_gb"] = _peak_memory_gb(backend)
+                        calls.update(mine)
+                    except _Skip as why:
+                        row.update(status="skipped", note=str(why))
+                        built.pop(mode, None)
+                    except Exception as err:  # noqa: BLE001 - the row records why, and the run goes on
+                        row.update(status="skipped", note=_reason(err))
+                        built.pop(mode, None)
+                timings, telemetry = {}, {}
+                if calls:
+                    try:
+                        with GpuSampler() if gpu else contextlib.nullcontext() as sampler:
+                            timings = interleave(calls, repeats=repeats, warmup=1 if quick else 2,
+                                                 min_time_s=min_time_s, first_calls=firsts,
+                                                 warmup_s=preset["warmup_s"] if gpu else 0.0)
+                        telemetry = sampler.medians() if gpu else {}
+                    except Exception as err:  # noqa: BLE001
+                        for m in built:
+                            cells[m].update(status="skipped", note=_reason(err))
+                for mode in labels:
+                    row = cells[mode]
+                    if mode in timings and mode in built:
+                        row.update(_result(built[mode], timings[mode], timings.get(f"{mode}@short"), row, info),
+                                   **telemetry)
+                        if mode == "control":
+                            row["note"] = ("control: the float32 cell built and timed again, interleaved: "
+                                           "the noise floor")
+                        elif mode == "tf32_off":
+                            row["note"] = ("float32 with TF32 switched off: what TF32 buys is the float32 row "
+                                           "over this one")
+                    rows.append({c: row.get(c, "") for c in COLUMNS})
+                    if verbose:
+                        print(_row_line(rows[-1]), flush=True)
+                keras.backend.clear_session()
     finally:
         keras.mixed_precision.set_global_policy(saved_policy)
         determinism()
-        quiet.__exit__(None, None, None)
-        cpp_log.setLevel(cpp_level)
-        restore_dynamo()
     return rows
 
 
@@ -934,19 +925,33 @@ def _result(st: _Stage, t: Timing, short: Timing | None, row, info) -> dict:
     return out
 
 
-def _raise_recompile_limit(limit: int = 64):
-    """Let torch.compile compile a whole Keras model; return a function that restores the limit.
+@contextlib.contextmanager
+def _torch_compile_settings(gpu: bool, limit: int = 64):
+    """What a PyTorch run changes while it times, and restores: torch.compile may compile a whole Keras model, and
+    its remarks about Keras's internals and about the machine stay off stderr.
 
     Keras's layers share one `forward` (keras/src/backend/torch/layer.py), which dynamo compiles once per layer
-    type; at its default recompile_limit of 8 it logs "hit config.recompile_limit" and runs the rest eagerly,
-    so the `xla` rows would time a model half compiled (torch 2.14, Keras 3.15)."""
+    type; at its default recompile_limit of 8 it logs "hit config.recompile_limit" and runs the rest eagerly, so
+    the `xla` rows would time a model half compiled (torch 2.14, Keras 3.15). PyPI's CUDA build of torch on a
+    machine without a GPU logs "No CUDA runtime is found" when torch.compile loads its C++ tools (a GPU machine
+    does not)."""
     import torch._dynamo
 
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     saved = getattr(config, name)
-    setattr(config, name, max(saved, limit))
-    return lambda: setattr(config, name, saved)
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_log.level
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._dynamo")
+        setattr(config, name, max(saved, limit))
+        if not gpu:
+            cpp_log.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            setattr(config, name, saved)
+            cpp_log.setLevel(level)
 
 
 def _pause_determinism(backend):
@@ -1113,50 +1118,50 @@ def time_to_accuracy(modes=None, *, target: float | None = None, max_epochs: int
     policy_mixed, reason = _mixed_to_run(info, force_mixed)
     rows, saved = [], keras.mixed_precision.global_policy().name
     determinism = _pause_determinism(backend)
-    restore_dynamo = _raise_recompile_limit() if backend == "torch" else (lambda: None)
+    quirks = _torch_compile_settings(gpu) if backend == "torch" else contextlib.nullcontext()
     try:
-        for mode in modes:
-            row = {"mode": mode, "target": target, "data": f"{'full MNIST' if full else 'offline subset'}, "
-                   f"{len(m.y_train):,} training / {len(m.y_test):,} test images", "device": info["device"],
-                   "device_name": info["device_name"], "backend": backend, "keras": keras.__version__}
-            if mode.startswith("mixed") and policy_mixed is None:
-                rows.append({**row, "status": "skipped", "note": reason})
-                continue
-            keras.mixed_precision.set_global_policy(policy_mixed if mode.startswith("mixed") else "float32")
-            keras.utils.set_random_seed(0)
-            t0 = time.perf_counter()
-            eval_s, acc, epochs = 0.0, 0.0, 0
-            try:
-                model = models.improved_cnn(augment=False, jit_compile=mode.endswith("xla"))
-                train = _epoch_data(x, m.y_train, batch_size, backend, gpu)
-                test = _epoch_data(xt, m.y_test, 1000, backend, gpu)
-                while epochs < max_epochs and time.perf_counter() - t0 < budget_s:
-                    model.fit(*train[0], **train[1], epochs=1, verbose=0)
-                    epochs += 1
-                    t1 = time.perf_counter()
-                    batching = {k: v for k, v in test[1].items() if k != "shuffle"}
-                    acc = float(model.evaluate(*test[0], **batching, verbose=0)[1])
-                    eval_s += time.perf_counter() - t1
-                    if acc >= target:
-                        break
-            except Exception as err:  # noqa: BLE001 - as in run(): the row says why, and the other modes go on
-                rows.append({**row, "status": "skipped", "note": _reason(err)})
+        with quirks:
+            for mode in modes:
+                row = {"mode": mode, "target": target, "data": f"{'full MNIST' if full else 'offline subset'}, "
+                       f"{len(m.y_train):,} training / {len(m.y_test):,} test images", "device": info["device"],
+                       "device_name": info["device_name"], "backend": backend, "keras": keras.__version__}
+                if mode.startswith("mixed") and policy_mixed is None:
+                    rows.append({**row, "status": "skipped", "note": reason})
+                    continue
+                keras.mixed_precision.set_global_policy(policy_mixed if mode.startswith("mixed") else "float32")
+                keras.utils.set_random_seed(0)
+                t0 = time.perf_counter()
+                eval_s, acc, epochs = 0.0, 0.0, 0
+                try:
+                    model = models.improved_cnn(augment=False, jit_compile=mode.endswith("xla"))
+                    train = _epoch_data(x, m.y_train, batch_size, backend, gpu)
+                    test = _epoch_data(xt, m.y_test, 1000, backend, gpu)
+                    while epochs < max_epochs and time.perf_counter() - t0 < budget_s:
+                        model.fit(*train[0], **train[1], epochs=1, verbose=0)
+                        epochs += 1
+                        t1 = time.perf_counter()
+                        batching = {k: v for k, v in test[1].items() if k != "shuffle"}
+                        acc = float(model.evaluate(*test[0], **batching, verbose=0)[1])
+                        eval_s += time.perf_counter() - t1
+                        if acc >= target:
+                            break
+                except Exception as err:  # noqa: BLE001 - as in run(): the row says why, and the other modes go on
+                    rows.append({**row, "status": "skipped", "note": _reason(err)})
+                    if verbose:
+                        print(f"{mode:<9} skipped: {rows[-1]['note']}", flush=True)
+                    keras.backend.clear_session()
+                    continue
+                row.update(status="ok", reached=acc >= target, accuracy=round(acc, 4), epochs=epochs,
+                           wall_s=round(time.perf_counter() - t0, 2), eval_s=round(eval_s, 2))
+                rows.append(row)
                 if verbose:
-                    print(f"{mode:<9} skipped: {rows[-1]['note']}", flush=True)
+                    print(f"{mode:<9} {'reached' if row['reached'] else 'did not reach'} {target:.2f}: test accuracy "
+                          f"{acc:.4f} after {epochs} epochs, {row['wall_s']:.1f} s from model creation "
+                          f"(evaluations {eval_s:.1f} s)", flush=True)
                 keras.backend.clear_session()
-                continue
-            row.update(status="ok", reached=acc >= target, accuracy=round(acc, 4), epochs=epochs,
-                       wall_s=round(time.perf_counter() - t0, 2), eval_s=round(eval_s, 2))
-            rows.append(row)
-            if verbose:
-                print(f"{mode:<9} {'reached' if row['reached'] else 'did not reach'} {target:.2f}: test accuracy "
-                      f"{acc:.4f} after {epochs} epochs, {row['wall_s']:.1f} s from model creation "
-                      f"(evaluations {eval_s:.1f} s)", flush=True)
-            keras.backend.clear_session()
     finally:
         keras.mixed_precision.set_global_policy(saved)
         determinism()
-        restore_dynamo()
     return rows
 
 

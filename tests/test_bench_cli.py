@@ -75,15 +75,20 @@ def test_tensorflow_only_stages_are_skipped_on_other_backends():
 
 def test_torch_compile_may_compile_a_whole_keras_model_during_the_run():
     """At dynamo's default recompile_limit (8) a Keras model compiled with torch.compile falls back to eager
-    halfway ("hit config.recompile_limit", logged to stderr in 06's torch run); the bench raises it, then restores."""
+    halfway ("hit config.recompile_limit", logged to stderr in 06's torch run); the bench raises it, then restores
+    it and the logger it quietens, also when the run fails."""
+    import logging
+
     dynamo = pytest.importorskip("torch._dynamo")
     config = dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-    before = getattr(config, name)
-    restore = bench._raise_recompile_limit()
-    assert getattr(config, name) == max(before, 64)
-    restore()
-    assert getattr(config, name) == before
+    before, log = getattr(config, name), logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    with pytest.raises(KeyboardInterrupt):
+        with bench._torch_compile_settings(gpu=False):
+            assert getattr(config, name) == max(before, 64) and log.level == logging.ERROR
+            raise KeyboardInterrupt
+    assert getattr(config, name) == before and log.level == level
 
 
 def test_keras_stages_run_one_step_per_call_on_pytorch():
@@ -318,14 +323,15 @@ def test_cnn_train_per_step_is_within_25_percent_of_one_long_warm_fit():
     """At batch 16 one fit() of a few steps is mostly set-up (the old bench: 129 samples/s against 606 for a
     long fit, ratio 0.21); the slope between two step counts is the step itself.
 
-    In one run, three rounds of (the bench's cnn_train row, one long warm fit of the same model, optimizer,
+    In one run, three rounds of (the bench's cnn_train row, three long warm fits of the same model, optimizer,
     batch and steps_per_execution: 256 steps over cached batches as the bench's, op determinism off as in the
     bench's timing; its own fixed cost, once, is a few per cent of it). A fit from NumPy arrays is 10-30 % slower here still: Keras slices every batch on the host, the
     copy the bench keeps out of the step. The 2-core machines this runs on change speed in spells of seconds
     (a call then takes twice as long, a core taken away), so the bench times 7 rounds of each call count and
-    the comparison takes each side's fastest round of the three: a spell only ever slows a round, and a median
-    of three still failed when the spells fell on the long fits (Kaggle's set: 1,947 against 1,209 samples/s
-    at best, 1.97 at the medians, with other jobs sharing the cores)."""
+    the comparison takes each side's fastest: a spell only ever slows a call. The bench's slope is robust to a
+    spell by construction (long and short calls paired in each round); one long fit is not, so each round
+    times three. With one long fit a round, the test failed twice while other jobs shared the cores (Kaggle's
+    set: 1,947 against 1,209 samples/s at best; a fresh-clone `.ci/run`: 2,288 against 1,336)."""
     import time
 
     import keras
@@ -347,15 +353,16 @@ def test_cnn_train_per_step_is_within_25_percent_of_one_long_warm_fit():
         for _ in range(3):
             rows.append(bench.run(["cnn_train"], ["float32"], quick=True, batch_size=16, repeats=7,
                                   verbose=False)[0])
-            t0 = time.perf_counter()
-            model.fit(batches, steps_per_epoch=256, epochs=1, shuffle=False, verbose=0)
-            speeds.append(256 * 16 / (time.perf_counter() - t0))
+            for _ in range(3):
+                t0 = time.perf_counter()
+                model.fit(batches, steps_per_epoch=256, epochs=1, shuffle=False, verbose=0)
+                speeds.append(256 * 16 / (time.perf_counter() - t0))
     finally:
         restore()
     assert all(r["status"] == "ok" and r["steps"] > r["steps_short"] > 0 and r["fixed_s"] >= 0 for r in rows)
     ratio = max(r["samples_per_s"] for r in rows) / max(speeds)
     print(f"bench {[r['samples_per_s'] for r in rows]} samples/s, long fits {[round(v) for v in speeds]}: "
-          f"ratio of the fastest rounds {ratio:.2f}")
+          f"ratio of the fastest {ratio:.2f}")
     assert 0.75 <= ratio <= 1.25
 
 
