@@ -21,12 +21,14 @@ def _output(x, regularizer=None):
 
 
 def _compile(model, optimizer, jit_compile):
+    # jit_compile="auto" (Keras's default): XLA on JAX where every layer allows it; off on TensorFlow while
+    # op determinism is on (helpers.env.setup turns it on) and on a CPU; PyTorch runs eagerly.
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=jit_compile)
     return model
 
 
-def mlp(learning_rate: float = 0.001, momentum: float = 0.9, *, jit_compile=False, compile: bool = True):
+def mlp(learning_rate: float = 0.001, momentum: float = 0.9, *, jit_compile="auto", compile: bool = True):
     """784-128-64-10 with ReLU, trained by SGD with momentum (the PyTorch example's recipe by default)."""
     inputs = keras.Input(INPUT_SHAPE, name="image")
     x = layers.Flatten()(inputs)
@@ -38,7 +40,7 @@ def mlp(learning_rate: float = 0.001, momentum: float = 0.9, *, jit_compile=Fals
     return model
 
 
-def seed_cnn(learning_rate: float = 0.001, *, jit_compile=False, compile: bool = True):
+def seed_cnn(learning_rate: float = 0.001, *, jit_compile="auto", compile: bool = True):
     """Conv2D 32 3x3 ReLU -> MaxPool 2x2 -> Flatten -> Dense 128 ReLU -> Dense 10 softmax; Adam."""
     inputs = keras.Input(INPUT_SHAPE, name="image")
     x = layers.Conv2D(32, 3, activation="relu")(inputs)
@@ -61,7 +63,7 @@ def augmentation(seed: int = 0):
 
 
 def improved_cnn(learning_rate=0.005, *, augment: bool = True, dropout: float = 0.5, l2: float = 0.0,
-                 filters=(48, 96), seed: int = 0, jit_compile=False, compile: bool = True):
+                 filters=(48, 96), seed: int = 0, jit_compile="auto", compile: bool = True):
     """Two conv blocks (Conv-BN-ReLU-MaxPool, 48 then 96 filters), dropout, softmax; Adam.
 
     augment: random shifts/rotations/zooms during training only (inactive at inference).

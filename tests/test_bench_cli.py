@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from helpers import bench, env
@@ -325,13 +326,16 @@ def test_cnn_train_per_step_is_within_25_percent_of_one_long_warm_fit():
 
     In one run, three rounds of (the bench's cnn_train row, three long warm fits of the same model, optimizer,
     batch and steps_per_execution: 256 steps over cached batches as the bench's, op determinism off as in the
-    bench's timing; its own fixed cost, once, is a few per cent of it). A fit from NumPy arrays is 10-30 % slower here still: Keras slices every batch on the host, the
-    copy the bench keeps out of the step. The 2-core machines this runs on change speed in spells of seconds
-    (a call then takes twice as long, a core taken away), so the bench times 7 rounds of each call count and
-    the comparison takes each side's fastest: a spell only ever slows a call. The bench's slope is robust to a
-    spell by construction (long and short calls paired in each round); one long fit is not, so each round
-    times three. With one long fit a round, the test failed twice while other jobs shared the cores (Kaggle's
-    set: 1,947 against 1,209 samples/s at best; a fresh-clone `.ci/run`: 2,288 against 1,336)."""
+    bench's timing; its own fixed cost, once, is a few per cent of it). A fit from NumPy arrays is 10-30 %
+    slower here still: Keras slices every batch on the host, the copy the bench keeps out of the step.
+    The 2-core machines this runs on change speed in spells of seconds (a call then takes twice as long, or
+    half), so the bench times 7 rounds of each call count. The bench's slope is robust to a spell by
+    construction (long and short calls paired in each round); one long fit is not, so each round times three.
+    With one long fit a round, the test failed twice while other jobs shared the cores (Kaggle's set: 1,947
+    against 1,209 samples/s at best; a fresh-clone `.ci/run`: 2,288 against 1,336). Comparing the fastest of
+    each side failed once more: bench 799, 799, 800 samples/s, long fits 725-802 but one of 1,180 in a fast
+    spell (ratio 0.68). So each bench row is compared with the median of its own round's three long fits (a
+    spell that touches one of them does not move it), and the test takes the median of the three rounds."""
     import time
 
     import keras
@@ -360,9 +364,11 @@ def test_cnn_train_per_step_is_within_25_percent_of_one_long_warm_fit():
     finally:
         restore()
     assert all(r["status"] == "ok" and r["steps"] > r["steps_short"] > 0 and r["fixed_s"] >= 0 for r in rows)
-    ratio = max(r["samples_per_s"] for r in rows) / max(speeds)
+    # each bench row against the median of the three long fits of its own round, then the median round
+    ratios = [r["samples_per_s"] / float(np.median(speeds[3 * i:3 * i + 3])) for i, r in enumerate(rows)]
+    ratio = float(np.median(ratios))
     print(f"bench {[r['samples_per_s'] for r in rows]} samples/s, long fits {[round(v) for v in speeds]}: "
-          f"ratio of the fastest {ratio:.2f}")
+          f"ratio per round {np.round(ratios, 2)}, median {ratio:.2f}")
     assert 0.75 <= ratio <= 1.25
 
 
