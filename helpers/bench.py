@@ -13,6 +13,8 @@ Dense(4096) at batch 8192, the TensorFlow mixed-precision guide's example), `mat
 (TensorFlow: a cached `tf.data` pipeline, prefetched to the GPU) with `steps_per_execution`, at two step counts;
 the time per step is the slope between them (`us_per_step`), and what one call costs whatever its length,
 fit()'s set-up, callbacks and iterator, is the intercept (`fixed_s`): the part a learner's short cell feels.
+A Keras stage's first call (`first_call_s`: tracing and, under XLA, compiling) is its short call, whose few steps
+let the compile stand out; `steady_s` is the median of the timed calls of the same length, its comparison.
 Modes are interleaved round by round, each repeat runs for a minimum time, a `control` row (matmul in
 float32, built and timed twice under two labels) measures the noise floor that a speed-up must clear, and
 on a card with TF32 or bf16 two extra rows say what they buy: `float32` with TF32 off, and `mixed_float16`
@@ -41,12 +43,12 @@ TF_ONLY = {"preprocess": "tf.data", "linear": "tf.GradientTape", "softmax": "tf.
 FIT_STAGES = ("cnn_train", "finetune", "cnn_infer", "dense_big")
 TELEMETRY = ("sm_clock_mhz", "power_w", "temp_c", "util_pct")
 COLUMNS = ("stage", "mode", "backend", "device", "device_name", "compute_capability", "policy", "jit_compile",
-           "batch_size", "steps", "steps_short", "steps_per_execution", "repeats", "first_call_s", "median_s",
-           "iqr_s", "min_s", "max_s", "us_per_step", "step_iqr_us", "fixed_s", "samples_per_s", "tflops", "gbps",
+           "batch_size", "steps", "steps_short", "steps_per_execution", "repeats", "first_call_s", "steady_s",
+           "median_s", "iqr_s", "min_s", "max_s", "us_per_step", "step_iqr_us", "fixed_s", "samples_per_s", "tflops", "gbps",
            "pct_peak", "peak_row", "peak_precision", "peak_mem_gb", *TELEMETRY, "status", "note", "tensorflow",
            "keras", "backend_version", "python")
-NUMERIC = ("batch_size", "steps", "steps_short", "steps_per_execution", "repeats", "first_call_s", "median_s", "iqr_s",
-           "min_s", "max_s", "us_per_step", "step_iqr_us", "fixed_s", "samples_per_s", "tflops", "gbps", "pct_peak",
+NUMERIC = ("batch_size", "steps", "steps_short", "steps_per_execution", "repeats", "first_call_s", "steady_s",
+           "median_s", "iqr_s", "min_s", "max_s", "us_per_step", "step_iqr_us", "fixed_s", "samples_per_s", "tflops", "gbps", "pct_peak",
            "peak_mem_gb", *TELEMETRY)
 FLOPS_NOTE = ("training FLOPs = 3 x forward less the first layer's input gradient, which is never computed "
               "(backward costs about twice the forward pass)")
@@ -815,7 +817,9 @@ def run(stages=None, modes=None, *, repeats: int | None = None, batch_size: int 
                             mine = {k: _without_tf32(c, backend) for k, c in mine.items()}
                         if gpu and st.fit:
                             _reset_peak_memory(backend)
-                        firsts[mode] = first_call(mine[mode])
+                        # the first call: the short one where there are two (its few steps let the compile show)
+                        first = f"{mode}@short" if st.fit else mode
+                        firsts[first] = first_call(mine[first])
                         if gpu and st.fit:
                             row["peak_mem_gb"] = _peak_memory_gb(backend)
                         calls.update(mine)
@@ -875,8 +879,14 @@ def _reason(err):
 
 
 def _result(st: _Stage, t: Timing, short: Timing | None, row, info) -> dict:
-    """The row's figures from the long call's timing and, for Keras stages, the short call's."""
-    out = {"status": "ok", "first_call_s": round(t.first_call_s, 6), "median_s": round(t.median_s, 6),
+    """The row's figures from the long call's timing and, for Keras stages, the short call's.
+
+    first_call_s and steady_s: the first call and the median timed call of one length, the short call's for
+    Keras stages (their first call is the short one: run() times it so), the only call's otherwise.
+    """
+    like = short if short is not None else t
+    out = {"status": "ok", "first_call_s": round(like.first_call_s, 6), "steady_s": round(like.median_s, 6),
+           "median_s": round(t.median_s, 6),
            "iqr_s": round(t.iqr_s, 6), "min_s": round(t.min_s, 6), "max_s": round(t.max_s, 6), "note": st.note,
            "steps_per_execution": st.spe}
     if short is not None:      # the marginal step: the slope between the two step counts; fit()'s fixed cost apart

@@ -22,10 +22,10 @@ def _output(x, regularizer=None):
 
 def _compile(model, optimizer, jit_compile):
     # jit_compile="auto" (Keras's default): XLA on JAX where every layer allows it; off on TensorFlow while
-    # op determinism is on (helpers.env.setup turns it on) and on a CPU; PyTorch runs eagerly.
+    # op determinism is on (helpers.env.setup turns it on) and on a CPU; PyTorch runs eagerly. allow_jit: below.
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=jit_compile)
-    return model
+    return allow_jit(model) if jit_compile else model
 
 
 def mlp(learning_rate: float = 0.001, momentum: float = 0.9, *, jit_compile="auto", compile: bool = True):
@@ -60,6 +60,28 @@ def augmentation(seed: int = 0):
         layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 1),
         layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
     ], name="augmentation")
+
+
+AUGMENTATION = (layers.RandomRotation, layers.RandomTranslation, layers.RandomZoom)
+
+
+def allow_jit(model):
+    """On JAX, let XLA compile the training step of a compiled model holding augmentation layers; else nothing.
+
+    Keras marks its random image layers `supports_jit = False` for TensorFlow's sake (TensorFlow's image
+    transform op has no XLA kernel, tensorflow/tensorflow#100865), so `jit_compile="auto"` leaves such a model
+    uncompiled, and on JAX uncompiled means op by op. On JAX these layers are jax.numpy operations that XLA
+    compiles, their random state threaded through the compiled step as Dropout's is. Call it after
+    `model.compile`: the file `model.save` writes keeps what compile chose (no XLA), which loads on every
+    backend without a warning. Returns the model.
+    """
+    if keras.backend.backend() == "jax" and model.compiled:
+        flagged = [layer for layer in model._flatten_layers() if isinstance(layer, AUGMENTATION)]
+        for layer in flagged:
+            layer.supports_jit = True
+        if flagged:
+            model.jit_compile = True
+    return model
 
 
 def improved_cnn(learning_rate=0.005, *, augment: bool = True, dropout: float = 0.5, l2: float = 0.0,

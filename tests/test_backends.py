@@ -94,3 +94,37 @@ def test_setup_reports_the_backend():
     assert info["backend"] == keras.backend.backend() and info["device"]["kind"] in ("CPU", "GPU")
     if info["backend"] != "tensorflow":
         assert info[info["backend"]]                                 # the backend's version, for the set-up line
+
+
+JIT_SCRIPT = textwrap.dedent("""
+    import sys, warnings
+    import numpy as np
+    from helpers import env
+    env.setup(seed=0, report=False)
+    import keras
+    from helpers import data, models
+    model = models.improved_cnn(filters=(8, 16))
+    states = [layer.generator.state for layer in model.get_layer("augmentation").layers]
+    before = [np.asarray(s.value).copy() for s in states]
+    mnist = data.load_mnist(source="offline")
+    model.fit(data.make_dataset(mnist.x_train[:256], mnist.y_train[:256], 64, seed=0), epochs=1, verbose=0)
+    moved = all(not np.array_equal(np.asarray(s.value), b) for s, b in zip(states, before))
+    model.save(sys.argv[1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.models.load_model(sys.argv[1])              # compiled, as 04's checkpoint exercise loads
+    said = [str(w.message) for w in caught if "jit_compile" in str(w.message)]
+    print(model.jit_compile, moved, loaded.jit_compile, said)
+""")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=NEEDS_JAX)])
+def test_the_augmented_cnn_compiles_with_xla_on_jax_only_and_its_file_loads_quietly(tmp_path, backend):
+    # helpers.models.allow_jit: on JAX the random augmentation layers compile (their random state advancing with
+    # each compiled step); TensorFlow keeps Keras's choice (no XLA for them); the saved file loads without
+    # Keras's "Model doesn't support jit_compile=True" warning on either
+    environ = {**os.environ, "KERAS_BACKEND": backend, **env.testing_environment()}
+    result = subprocess.run([sys.executable, "-c", JIT_SCRIPT, str(tmp_path / "cnn.keras")], env=environ,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == f"{backend == 'jax'} True False []"

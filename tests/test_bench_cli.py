@@ -383,6 +383,21 @@ def test_keras_stages_report_the_step_and_fits_fixed_cost_apart():
     assert mm["steps_short"] == "" and mm["fixed_s"] == ""                   # a plain stage: one call = steps
 
 
+def test_first_call_is_compared_with_a_steady_call_of_its_own_length():
+    # a Keras stage's first call is its short call (a compile stands out against few steps): steady_s is the
+    # median of the short calls, median_s the long call's; a plain stage has one call for both
+    from helpers.timing import Timing
+
+    row = {"stage": "cnn_train", "mode": "xla", "steps": 8, "steps_short": 2, "jit_compile": False,
+           "backend": "tensorflow", "policy": "float32"}
+    long, short = Timing(9.0, (4.0, 4.2, 4.4)), Timing(3.0, (1.0, 1.2, 1.4))
+    out = bench._result(bench._Stage(fit=object()), long, short, row, {"device": "CPU"})
+    assert (out["first_call_s"], out["steady_s"], out["median_s"]) == (3.0, 1.2, 4.2)
+    assert out["us_per_step"] == 0.5e6 and out["fixed_s"] == 0.2          # each round: (long - short) / 6 steps
+    plain = bench._result(bench._Stage(call=object()), long, None, {**row, "steps_short": ""}, {"device": "CPU"})
+    assert (plain["first_call_s"], plain["steady_s"], plain["median_s"]) == (9.0, 4.2, 4.2)
+
+
 def test_numeric_table_on_any_pandas():
     import pandas as pd
 

@@ -9,10 +9,12 @@ validation split and prints, each as the median over the epochs after the first:
 - `fit` as 04 calls it: the first epoch (tracing and compiling) apart from the later ones;
 - the same without validation, and with `drop_remainder` (no ragged last batch: one compiled shape, not two);
 - `steps_per_execution=8` (fewer returns to Python between compiled steps);
-- the model without augmentation, with `jit_compile=False` and with Keras's `"auto"`: Keras compiles a model
-  with XLA only if every layer allows it, and its random augmentation layers do not (`supports_jit = False`),
-  so on JAX 04's CNN runs op by op; without them `"auto"` compiles the step (TensorFlow: off under op
-  determinism; PyTorch: eager), and each line says which it got;
+- the same with the augmentation layers marked as Keras marks them: Keras compiles a model with XLA only if
+  every layer allows it, and its random augmentation layers say they do not (`supports_jit = False`, for
+  TensorFlow's sake), so on JAX 04's CNN would run op by op; `helpers.models.allow_jit` lifts the mark on JAX,
+  where the layers compile (TensorFlow: XLA off under op determinism; PyTorch: eager); each line says which
+  it got;
+- the model without augmentation, with `jit_compile=False` and with Keras's `"auto"`;
 - the data alone: one pass over the tf.data pipeline converted to NumPy, as Keras feeds JAX and PyTorch;
 - the train step alone (compiled or not, as the first line says) on one batch already in memory
   (`train_on_batch`), times the epoch's steps.
@@ -45,11 +47,14 @@ def main(argv=None) -> int:
     x_tr, y_tr = mnist.x_train[keep], mnist.y_train[keep]
     val_ds = data.make_dataset(mnist.x_train[held], mnist.y_train[held], 256, shuffle=False)
 
-    def fit(label, validation=True, drop_remainder=False, steps_per_execution=1, augment=True, jit_compile="auto"):
+    def fit(label, validation=True, drop_remainder=False, steps_per_execution=1, augment=True, jit_compile="auto",
+            keras_flags=False):
         keras.utils.set_random_seed(0)
         model = models.improved_cnn(learning_rate=0.005, filters=(32, 64), augment=augment, compile=False)
         model.compile(keras.optimizers.Adam(0.005), "sparse_categorical_crossentropy", metrics=["accuracy"],
                       steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+        if jit_compile and not keras_flags:
+            models.allow_jit(model)    # as models.improved_cnn compiles (keras_flags: as Keras alone would)
         timer = bench.epoch_timer()
         model.fit(data.make_dataset(x_tr, y_tr, 64, seed=0, drop_remainder=drop_remainder),
                   validation_data=val_ds if validation else None, epochs=args.epochs, verbose=0, callbacks=[timer])
@@ -61,6 +66,7 @@ def main(argv=None) -> int:
     print(f"backend {info['backend']}, device {info['device']['kind']} ({info['device']['count']}), "
           f"Keras {info['keras']}, {info['backend']} {info.get(info['backend'], info['tensorflow'])}")
     model = fit("fit as in 04 (validation each epoch)")
+    fit("as in 04, augmentation marked as Keras marks it", keras_flags=True)
     fit("without validation", validation=False)
     fit("without validation, drop_remainder=True", validation=False, drop_remainder=True)
     fit("without validation, steps_per_execution=8", validation=False, steps_per_execution=8)

@@ -4,6 +4,7 @@
     python tools/test_version_set.py kaggle            # Kaggle's: Python 3.12, the same pins
     python tools/test_version_set.py lowest            # the lowest versions requirements.txt allows
     python tools/test_version_set.py colab --notebooks notebooks/04_cnn_keras.ipynb --venv /tmp/v
+    python tools/test_version_set.py lowest --deselect tests/test_bench_cli.py::test_name   # all but that test
 
 A set is a file in tools/versions/: pip constraints (`name==version`) under a header of `# key: value`
 lines: `python` (the minor version to build with), `nbval` (strict or lax) and `source` (where the pins were
@@ -86,6 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--venv", type=Path, help="where to build the environment (default: .venv-SET)")
     parser.add_argument("--reuse", action="store_true", help="reuse the environment if it exists (no fresh install)")
     parser.add_argument("--notebooks", nargs="*", help="test only these paths (default: tests/ and notebooks/)")
+    parser.add_argument("--deselect", action="append", default=[], metavar="NODEID",
+                        help="leave out this test (pytest's --deselect; repeatable)")
     args = parser.parse_args(argv)
 
     vset = read_set(args.set)
@@ -131,14 +134,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     # addopts="" drops pyproject's --nbval so that the set's mode is the only one
     result = run([bin_ / "python", "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", *mode,
-                  "--nbval-current-env", "--nbval-cell-timeout=900", "-q", *paths], capture_output=True, text=True)
+                  "--nbval-current-env", "--nbval-cell-timeout=900", "-q",
+                  *(f"--deselect={node}" for node in args.deselect), *paths], capture_output=True, text=True)
     tests_s = time.perf_counter() - t0
     out = result.stdout
     failures = out.find("= FAILURES =")                 # every failure in full, then pytest's summary
     print(out[max(0, failures - 200):][-40000:] if failures >= 0 else out[-6000:], result.stderr[-2000:], sep="\n")
     summary = (result.stdout.strip().splitlines() or ["(pytest printed nothing)"])[-1].strip("= ")
+    left_out = f" (less {len(args.deselect)} deselected)" if args.deselect else ""
     print(f"{vset['name']} set ({vset['nbval']} nbval): {versions}; install {install_s:.0f} s; "
-          f"pytest {' '.join(paths)}: {summary} ({tests_s:.0f} s); whole run {time.perf_counter() - t_all:.0f} s")
+          f"pytest {' '.join(paths)}{left_out}: {summary} ({tests_s:.0f} s); whole run {time.perf_counter() - t_all:.0f} s")
     return result.returncode
 
 
