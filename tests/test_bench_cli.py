@@ -440,7 +440,7 @@ def test_extra_rows_where_the_card_has_tf32_or_bf16(info, policy, stage, extra):
 
 
 def test_no_bf16_policy_where_onednn_is_capped_below_it(monkeypatch):
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")           # CI's second numeric configuration
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")           # a capped oneDNN, as in CI (AVX2 there)
     from helpers import cards
 
     assert cards.cpu_has_bf16() is False
