@@ -44,12 +44,12 @@ FIT_STAGES = ("cnn_train", "finetune", "cnn_infer", "dense_big")
 TELEMETRY = ("sm_clock_mhz", "power_w", "temp_c", "util_pct")
 COLUMNS = ("stage", "mode", "backend", "device", "device_name", "compute_capability", "policy", "jit_compile",
            "batch_size", "steps", "steps_short", "steps_per_execution", "repeats", "first_call_s", "steady_s",
-           "median_s", "iqr_s", "min_s", "max_s", "us_per_step", "step_iqr_us", "fixed_s", "samples_per_s", "tflops", "gbps",
-           "pct_peak", "peak_row", "peak_precision", "peak_mem_gb", *TELEMETRY, "status", "note", "tensorflow",
+           "median_s", "iqr_s", "min_s", "max_s", "us_per_step", "step_iqr_us", "fixed_s", "samples_per_s", "tflops",
+           "gbps", "pct_peak", "peak_row", "peak_precision", "peak_mem_gb", *TELEMETRY, "status", "note", "tensorflow",
            "keras", "backend_version", "python")
 NUMERIC = ("batch_size", "steps", "steps_short", "steps_per_execution", "repeats", "first_call_s", "steady_s",
-           "median_s", "iqr_s", "min_s", "max_s", "us_per_step", "step_iqr_us", "fixed_s", "samples_per_s", "tflops", "gbps", "pct_peak",
-           "peak_mem_gb", *TELEMETRY)
+           "median_s", "iqr_s", "min_s", "max_s", "us_per_step", "step_iqr_us", "fixed_s", "samples_per_s", "tflops",
+           "gbps", "pct_peak", "peak_mem_gb", *TELEMETRY)
 FLOPS_NOTE = ("training FLOPs = 3 x forward less the first layer's input gradient, which is never computed "
               "(backward costs about twice the forward pass)")
 # quick: 3 repeats, plain stages 2 steps a call, Keras stages about 2,048 samples in the long call;

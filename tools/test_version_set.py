@@ -141,9 +141,8 @@ def main(argv=None) -> int:
     failures = out.find("= FAILURES =")                 # every failure in full, then pytest's summary
     print(out[max(0, failures - 200):][-40000:] if failures >= 0 else out[-6000:], result.stderr[-2000:], sep="\n")
     summary = (result.stdout.strip().splitlines() or ["(pytest printed nothing)"])[-1].strip("= ")
-    left_out = f" (less {len(args.deselect)} deselected)" if args.deselect else ""
     print(f"{vset['name']} set ({vset['nbval']} nbval): {versions}; install {install_s:.0f} s; "
-          f"pytest {' '.join(paths)}{left_out}: {summary} ({tests_s:.0f} s); whole run {time.perf_counter() - t_all:.0f} s")
+          f"pytest {' '.join(paths)}: {summary} ({tests_s:.0f} s); whole run {time.perf_counter() - t_all:.0f} s")
     return result.returncode
 
 
